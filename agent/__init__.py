@@ -1,0 +1,1 @@
+"""Policies: heuristic baselines, the oracle and learned policies (torch-free inference)."""

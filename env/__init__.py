@@ -1,0 +1,1 @@
+"""The cluster model: workloads, services and scenarios, the simulator and the HPA's semantics."""

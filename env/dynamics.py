@@ -1,0 +1,197 @@
+"""What one service's ready replicas do with their load over a span of seconds.
+
+Pure functions: given the ready replicas (grouped by resources), the per-second arrival
+rates and arrival counts, and the overload backlog carried in, return what was served,
+dropped, queued, the CPU and memory used, and the latency distribution as mixture
+components. The simulator calls this between events (pod start-ups, HPA syncs, ...), when the
+set of ready replicas is fixed.
+
+Model (see DESIGN.md, "Model semantics"):
+- Load is balanced in proportion to replica capacity (requests go to pods with room).
+- Below capacity, each replica is an M/M/c queue in steady state (`queueing.SteadyState`) at the
+  span's mean rate; requests whose response would exceed the timeout are dropped.
+- At or above capacity (or while a backlog drains), a fluid backlog builds at arrivals minus
+  capacity, second by second; a request waits backlog / capacity; the backlog is capped at what
+  capacity can clear within the timeout, the excess is dropped.
+- CPU: a replica uses (served rate x CPU per request), at most its usable cores. It is
+  throttled while more requests run than its CPU limit can give full cores to.
+- Memory: working set = base + per-request memory x requests in workers; an upward crossing
+  above the limit is an OOM kill (a hazard per second in steady state; certain under overload).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from rlscale.env.queueing import LatencyComponent, SteadyState, component, replica_servers, steady_state
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaModel:
+    """The queueing parameters of a replica with given limits (shared by pods with equal limits)."""
+
+    cpu_limit: float
+    memory_limit: float
+    servers: int
+    mu: float  # per server
+    capacity: float  # requests/s per replica
+    usable_cores: float
+    throttle_from: int | None  # requests in the replica at which the CPU quota runs out
+    oom_above: int | None  # the most requests in workers that fit in memory (None: all fit)
+    workers: int
+    memory_per_request: float
+    base_memory: float
+
+
+def replica_model(
+    cpu_limit: float,
+    memory_limit: float,
+    *,
+    concurrency: int,
+    cpu_per_request: float,
+    cores_per_request: float,
+    memory_per_request: float,
+    base_memory: float,
+) -> ReplicaModel:
+    servers, mu = replica_servers(cpu_limit, concurrency, cpu_per_request, cores_per_request)
+    usable = min(concurrency * cores_per_request, cpu_limit)
+    throttle_from = None if cpu_limit >= concurrency * cores_per_request else int(cpu_limit / cores_per_request) + 1
+    if memory_per_request <= 0:
+        oom_above = None if base_memory <= memory_limit else -1
+    else:
+        fit = math.floor((memory_limit - base_memory) / memory_per_request)
+        oom_above = None if fit >= concurrency else max(fit, -1)
+    return ReplicaModel(
+        cpu_limit, memory_limit, servers, mu, servers * mu, usable, throttle_from, oom_above,
+        concurrency, memory_per_request, base_memory,
+    )
+
+
+@dataclass(slots=True)
+class Span:
+    """What happened in one span; the simulator adds spans into interval statistics."""
+
+    seconds: int = 0
+    arrivals: float = 0.0
+    served: float = 0.0
+    dropped: float = 0.0
+    backlog: float = 0.0  # still queued at the end
+    cpu_per_replica: list[float] = field(default_factory=list)  # cores, per group (mean over the span)
+    throttled_fraction: list[float] = field(default_factory=list)  # per group
+    working_set: list[float] = field(default_factory=list)  # bytes per replica, per group
+    oom_hazard: list[float] = field(default_factory=list)  # OOM kills per replica-second, per group
+    overload_oom_at: int | None = None  # second (offset) at which overload OOM-kills a group
+    overload_oom_group: int | None = None
+    components: list[LatencyComponent] = field(default_factory=list)
+
+
+def run_span(
+    models: list[ReplicaModel],
+    counts: list[int],
+    rates: np.ndarray,
+    arrivals: np.ndarray,
+    backlog: float,
+    timeout_s: float,
+) -> Span:
+    """Serve `arrivals` (counts per second; `rates` their Poisson means) with the ready replicas.
+
+    `models[g]` describes the `counts[g]` ready replicas of group g. With no ready replica,
+    every arrival and the backlog are dropped (no endpoints).
+    """
+    seconds = len(arrivals)
+    span = Span(seconds=seconds)
+    total_arrivals = float(arrivals.sum())
+    span.arrivals = total_arrivals
+    capacity = sum(m.capacity * n for m, n in zip(models, counts))
+    if capacity <= 0.0:
+        span.dropped = total_arrivals + backlog
+        return span
+    mean_rate = float(rates.mean())
+    if backlog <= 0.0 and float(rates.max()) < capacity:
+        _steady(span, models, counts, capacity, mean_rate, total_arrivals, timeout_s)
+    else:
+        _overloaded(span, models, counts, capacity, rates, arrivals, backlog, timeout_s)
+    return span
+
+
+def _steady(
+    span: Span,
+    models: list[ReplicaModel],
+    counts: list[int],
+    capacity: float,
+    mean_rate: float,
+    total_arrivals: float,
+    timeout_s: float,
+) -> None:
+    load = mean_rate / capacity  # the same utilization on every replica
+    for model, count in zip(models, counts):
+        lam = load * model.capacity  # per replica
+        state = steady_state(model.servers, model.mu, lam)
+        share = total_arrivals * model.capacity * count / capacity
+        timed_out = share * state.response_survival(timeout_s)
+        span.served += share - timed_out
+        span.dropped += timed_out
+        span.components.append(component(share - timed_out, state))
+        span.cpu_per_replica.append(lam * model.usable_cores / model.capacity)
+        span.throttled_fraction.append(0.0 if model.throttle_from is None else state.prob_at_least(model.throttle_from))
+        busy = state.mean_busy_workers(model.workers)
+        span.working_set.append(model.base_memory + model.memory_per_request * busy)
+        span.oom_hazard.append(_oom_hazard(model, state, lam))
+
+
+def _oom_hazard(model: ReplicaModel, state: SteadyState, lam: float) -> float:
+    """Rate of upward crossings above the memory limit: lam * P(N = the most that fit)."""
+    if model.oom_above is None:
+        return 0.0
+    if model.oom_above < 0:
+        return math.inf  # the base alone does not fit
+    return lam * state.prob_in_system(model.oom_above)
+
+
+def _overloaded(
+    span: Span,
+    models: list[ReplicaModel],
+    counts: list[int],
+    capacity: float,
+    rates: np.ndarray,
+    arrivals: np.ndarray,
+    backlog: float,
+    timeout_s: float,
+) -> None:
+    """Second by second, with a fluid backlog, while arrivals exceed capacity or a backlog drains."""
+    main = models[max(range(len(models)), key=lambda g: counts[g])]  # latency shape of the bulk
+    max_backlog = capacity * timeout_s
+    busy_seconds = 0.0  # replica-saturated seconds (weighted by load below capacity otherwise)
+    seconds = len(arrivals)
+    oom_group = next((g for g, m in enumerate(models) if m.oom_above is not None and m.oom_above < m.workers), None)
+    for i in range(seconds):
+        arriving = float(arrivals[i])
+        wait = backlog / capacity
+        queued = backlog + arriving
+        served = min(queued, capacity)
+        backlog = queued - served
+        dropped = max(0.0, backlog - max_backlog)
+        backlog -= dropped
+        span.served += served
+        span.dropped += dropped
+        saturated = backlog > 0.0 or rates[i] >= capacity
+        if saturated:
+            busy_seconds += 1.0
+            if oom_group is not None and span.overload_oom_at is None:
+                span.overload_oom_at, span.overload_oom_group = i, oom_group
+            shift = wait + 1.0 / capacity
+            span.components.append(LatencyComponent(max(arriving - dropped, 0.0), shift, main.mu, main.mu, 0.0))
+        else:
+            busy_seconds += served / capacity
+            lam = served / capacity * main.capacity
+            span.components.append(component(served, steady_state(main.servers, main.mu, min(lam, main.capacity * 0.999))))
+    span.backlog = backlog
+    utilization = busy_seconds / seconds
+    for model in models:
+        span.cpu_per_replica.append(utilization * model.usable_cores)
+        span.throttled_fraction.append(0.0 if model.throttle_from is None else utilization)
+        span.working_set.append(model.base_memory + model.memory_per_request * model.workers * utilization)
+        span.oom_hazard.append(0.0)

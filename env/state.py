@@ -1,0 +1,82 @@
+"""The seams between the parts: `ServiceState` (what is observed) and `Decision` (what is wanted).
+
+The simulator and the live backend both produce `ServiceState`; every policy returns a
+`Decision`. Both are plain data so they cross process boundaries and log cleanly. Units:
+CPU in cores, memory in bytes, time in seconds, load in requests/s.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Bounds:
+    """What a decision may choose for one service (inclusive ranges)."""
+
+    min_replicas: int
+    max_replicas: int
+    min_cpu_limit: float
+    max_cpu_limit: float
+    min_memory_limit: float
+    max_memory_limit: float
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceState:
+    """One service at one decision time, summarising the interval that just ended."""
+
+    name: str
+    time_s: float
+    time_of_day_s: float
+    # load over the last interval
+    load_rps: float
+    # replicas: what the Deployment asks for, what serves, what waits (unscheduled or starting)
+    replicas_desired: int
+    replicas_ready: int
+    replicas_pending: int
+    # resources per replica (the Deployment's pod template)
+    cpu_request: float
+    cpu_limit: float
+    memory_request: float
+    memory_limit: float
+    # usage per ready replica (interval means)
+    cpu_usage: float
+    cpu_throttled_fraction: float
+    memory_working_set: float
+    # service quality over the last interval
+    latency_quantile_s: float  # at the SLO's quantile
+    latency_mean_s: float
+    slo_latency_s: float
+    slo_quantile: float
+    slo_violation_fraction: float  # share of requests slower than the SLO target (drops count as slow)
+    drop_fraction: float
+    oom_kills: int
+    # room left on the nodes this service may use (allocatable minus requests)
+    cluster_cpu_headroom: float
+    cluster_memory_headroom: float
+    bounds: Bounds
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What a policy wants for one service; the env/guard clips it to the service's bounds."""
+
+    replicas: int
+    cpu_request: float
+    cpu_limit: float
+    memory_request: float
+    memory_limit: float
+
+    def clipped(self, bounds: Bounds) -> "Decision":
+        """This decision inside `bounds`; requests never exceed their limits."""
+        replicas = min(max(int(self.replicas), bounds.min_replicas), bounds.max_replicas)
+        cpu_limit = min(max(self.cpu_limit, bounds.min_cpu_limit), bounds.max_cpu_limit)
+        memory_limit = min(max(self.memory_limit, bounds.min_memory_limit), bounds.max_memory_limit)
+        return Decision(
+            replicas=replicas,
+            cpu_request=min(max(self.cpu_request, 0.001), cpu_limit),
+            cpu_limit=cpu_limit,
+            memory_request=min(max(self.memory_request, 1.0), memory_limit),
+            memory_limit=memory_limit,
+        )

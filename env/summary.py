@@ -1,0 +1,129 @@
+"""A run's figures per service, accumulated interval by interval.
+
+`RunSummary.add` takes each interval's `IntervalStats`; `figures()` gives the numbers a user
+compares policies by: cost, SLO violations, latency, drops, OOM kills, scaling actions, and
+what was reserved. The run-wide latency quantile is read from a latency histogram summed over
+the intervals (each interval contributes its exact mixture distribution at the bucket edges).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from rlscale.env.queueing import mixture_survival
+from rlscale.env.scenario import Scenario, ServiceSpec
+from rlscale.env.simulator import IntervalStats, Simulator
+
+# Log-spaced latency bucket edges from 1 ms to 10 min.
+LATENCY_EDGES_S = np.geomspace(1e-3, 600.0, 60)
+
+
+@dataclass
+class ServiceSummary:
+    spec: ServiceSpec
+    seconds: int = 0
+    intervals: int = 0
+    violating_intervals: int = 0
+    arrivals: float = 0.0
+    served: float = 0.0
+    dropped: float = 0.0
+    slow_requests: float = 0.0
+    cost: float = 0.0
+    replica_seconds: float = 0.0
+    ready_replica_seconds: float = 0.0
+    cpu_request_core_seconds: float = 0.0
+    cpu_used_core_seconds: float = 0.0
+    oom_kills: int = 0
+    preemptions: int = 0
+    scaling_actions: int = 0
+    max_replicas: int = 0
+    slower_than: np.ndarray = field(default_factory=lambda: np.zeros(len(LATENCY_EDGES_S)))
+
+    def add(self, stats: IntervalStats, replicas_desired: int) -> None:
+        spec = self.spec
+        self.seconds += stats.seconds
+        self.intervals += 1
+        requests = stats.arrivals
+        if requests > 0:
+            quantile = stats.latency_quantile(spec.slo_quantile, spec.timeout_s)
+            self.violating_intervals += quantile > spec.slo_latency_s
+            self.slow_requests += requests * stats.fraction_slower_than(spec.slo_latency_s)
+            for i, edge in enumerate(LATENCY_EDGES_S):
+                self.slower_than[i] += requests * mixture_survival(stats.components, stats.dropped, float(edge))
+        self.arrivals += requests
+        self.served += stats.served
+        self.dropped += stats.dropped
+        self.cost += stats.cost
+        self.replica_seconds += stats.scheduled_replica_seconds
+        self.ready_replica_seconds += stats.ready_replica_seconds
+        self.cpu_request_core_seconds += stats.cpu_request_core_seconds
+        self.cpu_used_core_seconds += stats.cpu_core_seconds
+        self.oom_kills += stats.oom_kills
+        self.preemptions += stats.preemptions
+        self.scaling_actions += stats.replica_changes + stats.resource_changes
+        self.max_replicas = max(self.max_replicas, replicas_desired)
+
+    def latency_quantile(self, quantile: float) -> float:
+        """The run-wide latency quantile, interpolated on the log-spaced histogram."""
+        if self.arrivals <= 0:
+            return 0.0
+        survival = self.slower_than / self.arrivals
+        target = 1.0 - quantile
+        above = np.flatnonzero(survival <= target)
+        if above.size == 0:
+            return float(self.spec.timeout_s)
+        i = int(above[0])
+        if i == 0:
+            return float(LATENCY_EDGES_S[0])
+        s0, s1 = survival[i - 1], survival[i]
+        x0, x1 = np.log(LATENCY_EDGES_S[i - 1]), np.log(LATENCY_EDGES_S[i])
+        fraction = (s0 - target) / (s0 - s1) if s0 > s1 else 1.0
+        return float(min(np.exp(x0 + fraction * (x1 - x0)), self.spec.timeout_s))
+
+    def figures(self) -> dict[str, float]:
+        hours = max(self.seconds, 1) / 3600.0
+        return {
+            "cost": self.cost,
+            "slo_violation_rate": self.violating_intervals / max(self.intervals, 1),
+            "slow_request_rate": self.slow_requests / self.arrivals if self.arrivals else 0.0,
+            "p95_latency_s": self.latency_quantile(0.95),
+            "slo_quantile_latency_s": self.latency_quantile(self.spec.slo_quantile),
+            "drop_rate": self.dropped / self.arrivals if self.arrivals else 0.0,
+            "oom_kills": float(self.oom_kills),
+            "preemptions": float(self.preemptions),
+            "scaling_actions": float(self.scaling_actions),
+            "replica_hours": self.replica_seconds / 3600.0,
+            "mean_replicas": self.ready_replica_seconds / 3600.0 / hours,
+            "max_replicas": float(self.max_replicas),
+            "cpu_core_hours": self.cpu_request_core_seconds / 3600.0,
+            "cpu_used_core_hours": self.cpu_used_core_seconds / 3600.0,
+            "requests": self.arrivals,
+        }
+
+
+def simulate(
+    scenario: Scenario,
+    seed: int,
+    *,
+    duration_s: int | None = None,
+    on_interval: Callable[[int, int], None] | None = None,
+) -> dict[str, ServiceSummary]:
+    """Run a scenario with its HPAs in charge; per-service summaries of the whole run.
+
+    `on_interval(done, total)` is called after each decision interval (for progress display).
+    """
+    sim = Simulator(scenario, np.random.default_rng(seed), duration_s=duration_s)
+    summaries = {spec.name: ServiceSummary(spec) for spec in scenario.services}
+    interval = scenario.decision_interval_s
+    total = sim.duration_s // interval
+    for done in range(1, total + 1):
+        sim.advance(interval)
+        for name, summary in summaries.items():
+            svc = sim.service(name)
+            summary.add(svc.stats, svc.replicas)
+        if on_interval is not None:
+            on_interval(done, total)
+    return summaries

@@ -1,0 +1,1 @@
+"""The scenarios shipped with rlscale (YAML files beside this module)."""

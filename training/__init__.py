@@ -1,0 +1,1 @@
+"""PPO training, evaluation and comparison reports."""
