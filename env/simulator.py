@@ -192,8 +192,8 @@ class Simulator:
         resolution = self.scenario.timings.metrics_resolution_s
         for svc in self.services:
             scheduled = [p for p in svc.pods if p.node is not None]
-            if not scheduled:
-                continue
+            if not scheduled or svc.spec.base_memory > svc.spec.memory_limit:
+                continue  # nothing runs, or the model never fits: the pods start (and crash) for real
             model = svc.model(svc.spec.cpu_limit, svc.spec.memory_limit)
             per_pod_rate = min(float(svc.rates[0]) / len(scheduled), model.capacity)
             usage = per_pod_rate * model.usable_cores / model.capacity

@@ -55,7 +55,7 @@ def simulated_latency(servers: int, utilization: float) -> tuple[float, float]:
     sim = Simulator(scenario, np.random.default_rng(0), duration_s=600)
     sim.advance(600)
     stats = sim.service("svc").stats
-    assert stats.dropped == 0 and stats.backlog == 0
+    assert stats.dropped < 1e-6 and stats.backlog == 0  # the timeout is far away
     return stats.latency_mean, stats.latency_quantile(0.95, cap=1000.0)
 
 

@@ -1,0 +1,68 @@
+"""Simulator throughput: decision intervals per second, against gymnasium's CartPole.
+
+Runs the shipped image-classification service under its HPA (each decision interval is 30 one-
+second sub-steps) on one service and on 100 copies of it sharing a large node pool, then steps
+CartPole-v1 with random actions, and prints the figures and their ratio. Single process, so
+the figures are per core.
+
+    .venv/bin/python bench/sim_throughput.py [--seconds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+
+import numpy as np
+
+from rlscale.env.scenario import NodePool, load_scenario
+from rlscale.env.simulator import Simulator
+
+
+def intervals_per_second(services: int, budget_s: float) -> float:
+    base = load_scenario("image-classification")
+    spec = base.services[0]
+    copies = tuple(dataclasses.replace(spec, name=f"{spec.name}-{i}") for i in range(services))
+    pool = NodePool("bench", nodes=max(3, services), cpu=64, memory=256 * 2**30)
+    scenario = dataclasses.replace(base, services=copies, node_pools=(pool,))
+    interval = scenario.decision_interval_s
+    done, started = 0, time.perf_counter()
+    while time.perf_counter() - started < budget_s:
+        sim = Simulator(scenario, np.random.default_rng(done), duration_s=6 * 3600)
+        while sim.time_left_s >= interval and time.perf_counter() - started < budget_s:
+            sim.advance(interval)
+            done += 1
+    return done / (time.perf_counter() - started)
+
+
+def cartpole_steps_per_second(budget_s: float) -> float:
+    import gymnasium
+
+    env = gymnasium.make("CartPole-v1")
+    env.reset(seed=0)
+    steps, started = 0, time.perf_counter()
+    while time.perf_counter() - started < budget_s:
+        for _ in range(1000):
+            _, _, terminated, truncated, _ = env.step(env.action_space.sample())
+            if terminated or truncated:
+                env.reset()
+        steps += 1000
+    return steps / (time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=5.0, help="time budget per measurement")
+    args = parser.parse_args()
+    one = intervals_per_second(1, args.seconds)
+    hundred = intervals_per_second(100, args.seconds)
+    cartpole = cartpole_steps_per_second(args.seconds)
+    print(f"1 service:    {one:10,.0f} decision intervals/s ({one * 30:,.0f} simulated sub-steps/s)")
+    print(f"100 services: {hundred:10,.0f} decision intervals/s ({hundred * 100:,.0f} service-intervals/s)")
+    print(f"CartPole-v1:  {cartpole:10,.0f} steps/s")
+    print(f"ratio 1-service intervals / CartPole steps: {one / cartpole:.3f}")
+
+
+if __name__ == "__main__":
+    main()
