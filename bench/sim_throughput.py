@@ -20,20 +20,34 @@ from rlscale.env.scenario import NodePool, load_scenario
 from rlscale.env.simulator import Simulator
 
 
-def intervals_per_second(services: int, budget_s: float) -> float:
+def intervals_per_second(services: int, budget_s: float, with_state: bool = False) -> tuple[float, float]:
+    """(decision intervals per second of `advance`, seconds to build one 6-hour episode).
+
+    With `with_state`, each interval also builds every service's `ServiceState` (what an env
+    step observes, including the latency quantile).
+    """
     base = load_scenario("image-classification")
     spec = base.services[0]
     copies = tuple(dataclasses.replace(spec, name=f"{spec.name}-{i}") for i in range(services))
     pool = NodePool("bench", nodes=max(3, services), cpu=64, memory=256 * 2**30)
     scenario = dataclasses.replace(base, services=copies, node_pools=(pool,))
     interval = scenario.decision_interval_s
-    done, started = 0, time.perf_counter()
-    while time.perf_counter() - started < budget_s:
-        sim = Simulator(scenario, np.random.default_rng(done), duration_s=6 * 3600)
-        while sim.time_left_s >= interval and time.perf_counter() - started < budget_s:
+    done = episodes = 0
+    stepping = building = 0.0
+    while stepping < budget_s:
+        started = time.perf_counter()
+        sim = Simulator(scenario, np.random.default_rng(episodes), duration_s=6 * 3600)
+        building += time.perf_counter() - started
+        episodes += 1
+        started = time.perf_counter()
+        while sim.time_left_s >= interval and stepping + time.perf_counter() - started < budget_s:
             sim.advance(interval)
+            if with_state:
+                for copy in copies:
+                    sim.state(copy.name)
             done += 1
-    return done / (time.perf_counter() - started)
+        stepping += time.perf_counter() - started
+    return done / stepping, building / episodes
 
 
 def cartpole_steps_per_second(budget_s: float) -> float:
@@ -55,12 +69,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=5.0, help="time budget per measurement")
     args = parser.parse_args()
-    one = intervals_per_second(1, args.seconds)
-    hundred = intervals_per_second(100, args.seconds)
+    one, one_build = intervals_per_second(1, args.seconds)
+    observed, _ = intervals_per_second(1, args.seconds, with_state=True)
+    hundred, hundred_build = intervals_per_second(100, args.seconds)
     cartpole = cartpole_steps_per_second(args.seconds)
-    print(f"1 service:    {one:10,.0f} decision intervals/s ({one * 30:,.0f} simulated sub-steps/s)")
-    print(f"100 services: {hundred:10,.0f} decision intervals/s ({hundred * 100:,.0f} service-intervals/s)")
-    print(f"CartPole-v1:  {cartpole:10,.0f} steps/s")
+    print(f"1 service:            {one:10,.0f} decision intervals/s ({one * 30:,.0f} sub-steps/s); "
+          f"building a 6 h episode: {one_build * 1e3:.1f} ms")
+    print(f"1 service + state():  {observed:10,.0f} decision intervals/s (advance and observe, as an env step)")
+    print(f"100 services:         {hundred:10,.0f} decision intervals/s ({hundred * 100:,.0f} service-intervals/s); "
+          f"building: {hundred_build * 1e3:.0f} ms")
+    print(f"CartPole-v1:          {cartpole:10,.0f} steps/s")
     print(f"ratio 1-service intervals / CartPole steps: {one / cartpole:.3f}")
 
 

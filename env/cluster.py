@@ -53,7 +53,7 @@ class Pod:
     restarts: int = 0
     last_termination_reason: str | None = None
     cpu_seconds: float = 0.0  # cumulative CPU usage (cAdvisor's container_cpu_usage_seconds_total)
-    scrapes: list[tuple[float, float]] = field(default_factory=list)  # metrics-server: (time, cpu_seconds)
+    scrapes: dict[float, float] = field(default_factory=dict)  # metrics-server samples: time -> cpu_seconds
     resize_at: float | None = None  # an in-place resize takes effect at this time
     resize_to: tuple[float, float, float, float] | None = None  # (cpu req, cpu lim, mem req, mem lim)
 

@@ -95,22 +95,26 @@ def run_span(
     arrivals: np.ndarray,
     backlog: float,
     timeout_s: float,
+    *,
+    mean_rate: float,
+    peak_rate: float,
+    total_arrivals: float,
 ) -> Span:
     """Serve `arrivals` (counts per second; `rates` their Poisson means) with the ready replicas.
 
-    `models[g]` describes the `counts[g]` ready replicas of group g. With no ready replica,
-    every arrival and the backlog are dropped (no endpoints).
+    `models[g]` describes the `counts[g]` ready replicas of group g. The caller passes the
+    span's mean rate, an upper bound of its peak rate and its total arrivals (it keeps prefix
+    sums); the per-second arrays are read only under overload. With no ready replica, every
+    arrival and the backlog are dropped (no endpoints).
     """
-    seconds = len(arrivals)
-    span = Span(seconds=seconds)
-    total_arrivals = float(arrivals.sum())
-    span.arrivals = total_arrivals
-    capacity = sum(m.capacity * n for m, n in zip(models, counts))
+    span = Span(seconds=len(arrivals), arrivals=total_arrivals)
+    capacity = 0.0
+    for model, count in zip(models, counts):
+        capacity += model.capacity * count
     if capacity <= 0.0:
         span.dropped = total_arrivals + backlog
         return span
-    mean_rate = float(rates.mean())
-    if backlog <= 0.0 and float(rates.max()) < capacity:
+    if backlog <= 0.0 and (peak_rate < capacity or float(rates.max()) < capacity):
         _steady(span, models, counts, capacity, mean_rate, total_arrivals, timeout_s)
     else:
         _overloaded(span, models, counts, capacity, rates, arrivals, backlog, timeout_s)

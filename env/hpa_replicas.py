@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from enum import IntEnum
 
 Tolerances = tuple[float, float]
 """(scale_down, scale_up): a usage ratio r is inside tolerance iff 1-scale_down <= r <= 1+scale_up."""
@@ -189,6 +190,54 @@ def metric_usage_milli(metric: PodMetric, container: str | None = None) -> int |
     return None
 
 
+class PodGroup(IntEnum):
+    """Where ``groupPods`` puts one pod."""
+
+    READY = 0
+    UNREADY = 1
+    MISSING = 2
+    IGNORED = 3
+
+
+def pod_group(
+    phase: str,
+    being_deleted: bool,
+    ready: bool | None,
+    started_s_ago: float | None,
+    ready_transition_s_ago: float | None,
+    metric_age_s: float | None,
+    metric_window_s: float,
+    cpu: bool,
+    cpu_initialization_period_s: float,
+    delay_of_initial_readiness_status_s: float,
+) -> PodGroup:
+    """Mirrors the body of ``groupPods`` for one pod: ignored, unready, missing or ready, in that order.
+
+    Plain values so a simulator can classify its pods without building objects;
+    `metric_age_s` is None when the pod has no metric. The readiness checks apply to CPU only:
+    a pod still initialising counts only if ready with a full metric window since its last
+    transition; after that only a pod that never became ready is left out.
+    """
+    if being_deleted or phase in _TERMINAL_PHASES:
+        return PodGroup.IGNORED
+    if phase == PHASE_PENDING:
+        return PodGroup.UNREADY
+    if metric_age_s is None:
+        return PodGroup.MISSING
+    if not cpu:
+        return PodGroup.READY
+    if ready is None or started_s_ago is None or ready_transition_s_ago is None:
+        return PodGroup.UNREADY
+    # start + cpuInit > now  <=>  started_s_ago < cpuInit
+    if started_s_ago < cpu_initialization_period_s:
+        # metricTimestamp < transition + window
+        unready = not ready or ready_transition_s_ago - metric_age_s < metric_window_s
+    else:
+        # start + delay > transition: the pod has never been ready since it started
+        unready = not ready and ready_transition_s_ago + delay_of_initial_readiness_status_s > started_s_ago
+    return PodGroup.UNREADY if unready else PodGroup.READY
+
+
 def group_pods(
     pods: Iterable[PodInfo],
     metrics: Mapping[str, PodMetric],
@@ -197,49 +246,25 @@ def group_pods(
     cpu_initialization_period_s: float,
     delay_of_initial_readiness_status_s: float,
 ) -> PodGroups:
-    """Mirrors ``groupPods``: ignored, unready, missing or ready, checked in that order.
-
-    `metrics` holds the items that gave a value, by pod name. The readiness checks apply to CPU
-    only: a pod still initialising counts only if ready with a full metric window since its last
-    transition; after that only a pod that never became ready is left out.
-    """
-    ready_count = 0
-    unready: set[str] = set()
-    missing: set[str] = set()
-    ignored: set[str] = set()
+    """Mirrors ``groupPods`` over pod objects; `metrics` holds the items that gave a value, by name."""
+    names: tuple[set[str], set[str], set[str], set[str]] = (set(), set(), set(), set())
     for pod in pods:
-        if pod.being_deleted or pod.phase in _TERMINAL_PHASES:
-            ignored.add(pod.name)
-            continue
-        if pod.phase == PHASE_PENDING:
-            unready.add(pod.name)
-            continue
         metric = metrics.get(pod.name)
-        if metric is None:
-            missing.add(pod.name)
-            continue
-        if resource == RESOURCE_CPU and _is_cpu_unready(
-            pod, metric, cpu_initialization_period_s, delay_of_initial_readiness_status_s
-        ):
-            unready.add(pod.name)
-            continue
-        ready_count += 1
-    return PodGroups(ready_count, frozenset(unready), frozenset(missing), frozenset(ignored))
-
-
-def _is_cpu_unready(
-    pod: PodInfo, metric: PodMetric, cpu_initialization_period_s: float, readiness_delay_s: float
-) -> bool:
-    started_s_ago = pod.started_s_ago
-    transition_s_ago = pod.ready_transition_s_ago
-    if pod.ready is None or started_s_ago is None or transition_s_ago is None:
-        return True
-    # start + cpuInit > now  <=>  started_s_ago < cpuInit
-    if started_s_ago < cpu_initialization_period_s:
-        # metricTimestamp < transition + window
-        return not pod.ready or transition_s_ago - metric.age_s < metric.window_s
-    # start + delay > transition: the pod has never been ready since it started
-    return not pod.ready and transition_s_ago + readiness_delay_s > started_s_ago
+        group = pod_group(
+            pod.phase,
+            pod.being_deleted,
+            pod.ready,
+            pod.started_s_ago,
+            pod.ready_transition_s_ago,
+            None if metric is None else metric.age_s,
+            0.0 if metric is None else metric.window_s,
+            resource == RESOURCE_CPU,
+            cpu_initialization_period_s,
+            delay_of_initial_readiness_status_s,
+        )
+        names[group].add(pod.name)
+    ready, unready, missing, ignored = names
+    return PodGroups(len(ready), frozenset(unready), frozenset(missing), frozenset(ignored))
 
 
 def pod_requests(

@@ -55,7 +55,6 @@ class ClusterTimings:
     cpu_initialization_period_s: int = 300
     initial_readiness_delay_s: int = 30
     resize_delay_s: int = 2  # an in-place resize takes effect this long after it is asked for
-    termination_grace_s: int = 0  # preempted / deleted pods leave at once (in-flight work completes)
 
 
 @dataclass(frozen=True)
