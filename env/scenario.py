@@ -22,6 +22,7 @@ from rlscale.errors import UserInputError
 from rlscale.validation import Reader, load_yaml_file
 
 RESIZE_MODES = ("in_place", "rolling")
+DEFAULT_SLO_BUDGET = 0.02
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 GIB = 2.0**30
 
@@ -43,6 +44,16 @@ class Prices:
 
     def per_second(self, cpu_cores: float, memory_bytes: float) -> float:
         return (cpu_cores * self.cpu_core_hour + memory_bytes / GIB * self.memory_gib_hour) / 3600.0
+
+
+@dataclass(frozen=True)
+class RewardWeights:
+    """Weights of the per-step reward's terms (see `rlscale.env.reward`)."""
+
+    cost: float = 1.0  # per replica-equivalent of cost
+    slo: float = 10.0  # per unit of SLO excess (1 = twice the slow requests the SLO allows)
+    drop: float = 20.0  # per unit of drops (1 = as many drops as the SLO allows slow requests)
+    churn: float = 0.1  # per relative replica change, and per resource change
 
 
 @dataclass(frozen=True)
@@ -82,6 +93,7 @@ class ServiceSpec:
     bounds: Bounds
     slo_quantile: float
     slo_latency_s: float
+    slo_budget: float  # share of decision intervals that may miss the SLO
     timeout_s: float
     hpa: HpaSpec
     resize: str  # "in_place" or "rolling"
@@ -103,6 +115,7 @@ class Scenario:
     node_pools: tuple[NodePool, ...]
     services: tuple[ServiceSpec, ...]
     source: str
+    reward: RewardWeights = RewardWeights()
 
     def service(self, name: str) -> ServiceSpec:
         for spec in self.services:
@@ -151,6 +164,7 @@ def scenario_from_config(reader: Reader, base_dir: Path) -> Scenario:
     )
     prices_reader.done()
     timings = _timings_from_config(reader.mapping("cluster"))
+    reward = _reward_from_config(reader.mapping("reward"))
     pools = tuple(_node_pool_from_config(r) for r in reader.mappings("node_pools", required=True, non_empty=True))
     _refuse_duplicates(reader, "node_pools", [p.name for p in pools])
     service_readers = reader.mappings("services", required=True, non_empty=True)
@@ -159,7 +173,7 @@ def scenario_from_config(reader: Reader, base_dir: Path) -> Scenario:
     reader.done()
     if duration < interval:
         raise reader.fail("duration_s", f"must be at least one decision interval ({interval} s), got {duration}")
-    return Scenario(name, description, interval, duration, prices, timings, pools, services, reader.source)
+    return Scenario(name, description, interval, duration, prices, timings, pools, services, reader.source, reward)
 
 
 def _timings_from_config(reader: Reader) -> ClusterTimings:
@@ -175,6 +189,15 @@ def _timings_from_config(reader: Reader) -> ClusterTimings:
     if values["metric_lag_s"] % values["metrics_resolution_s"]:
         raise reader.fail("metric_lag_s", "must be a multiple of metrics_resolution_s")
     return ClusterTimings(**values)
+
+
+def _reward_from_config(reader: Reader) -> RewardWeights:
+    defaults = RewardWeights()
+    weights = RewardWeights(
+        **{name: reader.number(name, getattr(defaults, name), min_value=0.0) for name in RewardWeights.__dataclass_fields__}
+    )
+    reader.done()
+    return weights
 
 
 def _node_pool_from_config(reader: Reader) -> NodePool:
@@ -230,6 +253,7 @@ def _service_from_config(reader: Reader, base_dir: Path, pools: tuple[NodePool, 
     slo = reader.mapping("slo", required=True)
     slo_quantile = slo.number("quantile", min_value=0.5, max_value=0.9999)
     slo_latency = slo.number("latency_s", positive=True)
+    slo_budget = slo.number("budget", DEFAULT_SLO_BUDGET, min_value=0.0, max_value=1.0)
     slo.done()
     timeout_s = reader.number("timeout_s", 30.0, positive=True)
     if timeout_s <= slo_latency:
@@ -259,6 +283,7 @@ def _service_from_config(reader: Reader, base_dir: Path, pools: tuple[NodePool, 
         bounds=bounds,
         slo_quantile=slo_quantile,
         slo_latency_s=slo_latency,
+        slo_budget=slo_budget,
         timeout_s=timeout_s,
         hpa=hpa,
         resize=resize,

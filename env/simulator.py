@@ -25,6 +25,7 @@ import numpy as np
 from rlscale.env import deployment, kubelet
 from rlscale.env.cluster import Node, Pod, bind, choose_node, choose_victims, resize_requests, unbind
 from rlscale.env.dynamics import ReplicaModel, Span, run_span
+from rlscale.env.hpa_behavior import Behavior, ScalingRules
 from rlscale.env.metrics_server import SAMPLES_KEPT, metric_replicas, scrape
 from rlscale.env.runtime import IntervalStats, ServiceRuntime
 from rlscale.env.scenario import Scenario
@@ -167,6 +168,25 @@ class Simulator:
             raise ValueError(f"invalid HPA bounds [{min_replicas}, {max_replicas}] for {name}")
         svc = self._by_name[name]
         svc.hpa_spec = dataclasses.replace(svc.hpa_spec, min_replicas=min_replicas, max_replicas=max_replicas)
+
+    def set_hpa_target(self, name: str, target_utilization: int, scale_down_window_s: int | None = None) -> None:
+        """Patch the HPA's CPU target and, if given, its scale-down stabilization window.
+
+        A window is set the way a manifest sets it: ``behavior.scaleDown.stabilizationWindowSeconds``
+        (the rest of the behavior keeps its defaults).
+        """
+        svc = self._by_name[name]
+        spec = svc.hpa_spec
+        behavior = spec.behavior
+        if scale_down_window_s is not None:
+            behavior = Behavior(
+                scale_up=behavior.scale_up if behavior else None,
+                scale_down=dataclasses.replace(
+                    (behavior.scale_down if behavior and behavior.scale_down else ScalingRules()),
+                    stabilization_window_seconds=scale_down_window_s,
+                ),
+            )
+        svc.hpa_spec = dataclasses.replace(spec, target_cpu_utilization_percent=target_utilization, behavior=behavior)
 
     def set_replicas(self, name: str, replicas: int) -> None:
         """Patch the Deployment's scale (an active HPA may change it again at its next sync)."""

@@ -60,23 +60,33 @@ class ServiceState:
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """What a policy wants for one service; the env/guard clips it to the service's bounds."""
+    """What a policy wants for one service.
 
-    replicas: int
+    `replicas` None hands the replica count to the service's HPA (its original bounds restored),
+    optionally with a new CPU target or scale-down stabilization window: that is how the
+    HPA-family baselines act. Otherwise the replicas are pinned (the actuator sets the HPA's
+    bounds around them). Limits and requests are always set.
+    """
+
+    replicas: int | None
     cpu_request: float
     cpu_limit: float
     memory_request: float
     memory_limit: float
+    hpa_target_utilization: int | None = None
+    hpa_scale_down_window_s: int | None = None
 
     def clipped(self, bounds: Bounds) -> "Decision":
-        """This decision inside `bounds`; requests never exceed their limits."""
-        replicas = min(max(int(self.replicas), bounds.min_replicas), bounds.max_replicas)
+        """This decision inside `bounds`; requests are positive and never exceed their limits."""
+        replicas = None if self.replicas is None else min(max(int(self.replicas), bounds.min_replicas), bounds.max_replicas)
         cpu_limit = min(max(self.cpu_limit, bounds.min_cpu_limit), bounds.max_cpu_limit)
         memory_limit = min(max(self.memory_limit, bounds.min_memory_limit), bounds.max_memory_limit)
         return Decision(
             replicas=replicas,
             cpu_request=min(max(self.cpu_request, 0.001), cpu_limit),
             cpu_limit=cpu_limit,
-            memory_request=min(max(self.memory_request, 1.0), memory_limit),
+            memory_request=min(max(self.memory_request, 2.0**20), memory_limit),
             memory_limit=memory_limit,
+            hpa_target_utilization=self.hpa_target_utilization,
+            hpa_scale_down_window_s=self.hpa_scale_down_window_s,
         )

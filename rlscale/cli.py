@@ -44,8 +44,9 @@ def simulate(
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the figures to this JSON file."),
 ) -> None:
     """Simulate a scenario with its HPAs in charge and print a summary per service."""
+    from rlscale.agent.hpa_policies import HpaPolicy
     from rlscale.env.scenario import load_scenario
-    from rlscale.env.summary import simulate as run
+    from rlscale.training.runner import run_policy
 
     spec = load_scenario(scenario)
     with Progress(
@@ -53,7 +54,10 @@ def simulate(
         console=err_console, transient=True,
     ) as progress:
         task = progress.add_task("run", total=None)
-        summaries = run(spec, seed, duration_s=duration, on_interval=lambda done, total: progress.update(task, completed=done, total=total))
+        summaries = run_policy(
+            spec, HpaPolicy(), seed, duration_s=duration,
+            on_interval=lambda done, total: progress.update(task, completed=done, total=total),
+        )
     figures = {name: summary.figures() for name, summary in summaries.items()}
     hours = next(iter(summaries.values())).seconds / 3600.0
     table = Table(title=f"{spec.name}: {hours:g} h under the HPA (seed {seed})")
@@ -78,6 +82,57 @@ def simulate(
     console.print(table)
     if json_out is not None:
         json_out.write_text(json.dumps({"scenario": spec.name, "seed": seed, "services": figures}, indent=2) + "\n")
+
+
+@app.command()
+def compare(
+    scenario: str = typer.Option("image-classification", help="A shipped scenario name or a scenario YAML file."),
+    policies: str = typer.Option(
+        "hpa,hpa-tuned,hpa+vpa,proportional-demand,proportional-load,proportional-priority,oracle",
+        help="Comma-separated policies to compare.",
+    ),
+    traces: Optional[list[str]] = typer.Option(
+        None, help="Trace CSV files or directories (repeat or comma-separate). Default: generated diurnal, bursty and flash-crowd loads."
+    ),
+    seeds: int = typer.Option(3, min=1, help="Runs per policy and load (seeds 0..N-1)."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write every run's figures and the summary here."),
+    jobs: Optional[int] = typer.Option(None, min=1, help="Parallel processes (default: the CPUs available)."),
+    tune_traces: Optional[list[str]] = typer.Option(
+        None, help="Traces to tune the baselines on (default: a sibling 'train' of an 'eval' directory, else generated loads)."
+    ),
+) -> None:
+    """Compare policies on the same loads and seeds: cost against SLO, as a table (and JSON)."""
+    from rlscale.env.scenario import load_scenario
+    from rlscale.training.compare import run_comparison, tuning_cases
+    from rlscale.training.jobs import default_workers
+    from rlscale.training.loads import generated_cases, trace_cases
+    from rlscale.training.policies import parse_policy_names
+    from rlscale.training.report_table import print_comparison
+
+    names = parse_policy_names(policies)
+    spec = load_scenario(scenario)
+    trace_list = _split(traces)
+    tune_list = _split(tune_traces)
+    cases = trace_cases(trace_list, spec) if trace_list else generated_cases()
+    tuning = tuning_cases(spec, trace_list, tune_list)
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=err_console, transient=True,
+    ) as progress:
+
+        def track(label: str, total: int):
+            task = progress.add_task(label, total=total)
+            return lambda: progress.advance(task)
+
+        comparison = run_comparison(spec, names, cases, seeds, jobs or default_workers(), tuning, track)
+    print_comparison(console, comparison)
+    if json_out is not None:
+        comparison.write_json(json_out)
+        console.print(f"figures of every run: {json_out}")
+
+
+def _split(values: Optional[list[str]]) -> list[str]:
+    return [part for value in values or [] for part in value.split(",") if part]
 
 
 def main() -> None:

@@ -9,13 +9,12 @@ the intervals (each interval contributes its exact mixture distribution at the b
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
 from rlscale.env.queueing import mixture_survival
-from rlscale.env.scenario import Scenario, ServiceSpec
-from rlscale.env.simulator import IntervalStats, Simulator
+from rlscale.env.runtime import IntervalStats
+from rlscale.env.scenario import ServiceSpec
 
 # Log-spaced latency bucket edges from 1 ms to 10 min.
 LATENCY_EDGES_S = np.geomspace(1e-3, 600.0, 60)
@@ -68,20 +67,7 @@ class ServiceSummary:
 
     def latency_quantile(self, quantile: float) -> float:
         """The run-wide latency quantile, interpolated on the log-spaced histogram."""
-        if self.arrivals <= 0:
-            return 0.0
-        survival = self.slower_than / self.arrivals
-        target = 1.0 - quantile
-        above = np.flatnonzero(survival <= target)
-        if above.size == 0:
-            return float(self.spec.timeout_s)
-        i = int(above[0])
-        if i == 0:
-            return float(LATENCY_EDGES_S[0])
-        s0, s1 = survival[i - 1], survival[i]
-        x0, x1 = np.log(LATENCY_EDGES_S[i - 1]), np.log(LATENCY_EDGES_S[i])
-        fraction = (s0 - target) / (s0 - s1) if s0 > s1 else 1.0
-        return float(min(np.exp(x0 + fraction * (x1 - x0)), self.spec.timeout_s))
+        return histogram_quantile(self.slower_than, self.arrivals, quantile, self.spec.timeout_s)
 
     def figures(self) -> dict[str, float]:
         hours = max(self.seconds, 1) / 3600.0
@@ -104,26 +90,20 @@ class ServiceSummary:
         }
 
 
-def simulate(
-    scenario: Scenario,
-    seed: int,
-    *,
-    duration_s: int | None = None,
-    on_interval: Callable[[int, int], None] | None = None,
-) -> dict[str, ServiceSummary]:
-    """Run a scenario with its HPAs in charge; per-service summaries of the whole run.
 
-    `on_interval(done, total)` is called after each decision interval (for progress display).
-    """
-    sim = Simulator(scenario, np.random.default_rng(seed), duration_s=duration_s)
-    summaries = {spec.name: ServiceSummary(spec) for spec in scenario.services}
-    interval = scenario.decision_interval_s
-    total = sim.duration_s // interval
-    for done in range(1, total + 1):
-        sim.advance(interval)
-        for name, summary in summaries.items():
-            svc = sim.service(name)
-            summary.add(svc.stats, svc.replicas)
-        if on_interval is not None:
-            on_interval(done, total)
-    return summaries
+def histogram_quantile(slower_than: np.ndarray, requests: float, quantile: float, cap: float) -> float:
+    """A latency quantile from request counts slower than each of `LATENCY_EDGES_S` (log-linear)."""
+    if requests <= 0:
+        return 0.0
+    survival = slower_than / requests
+    target = 1.0 - quantile
+    below = np.flatnonzero(survival <= target)
+    if below.size == 0:
+        return float(cap)
+    i = int(below[0])
+    if i == 0:
+        return float(LATENCY_EDGES_S[0])
+    s0, s1 = survival[i - 1], survival[i]
+    x0, x1 = np.log(LATENCY_EDGES_S[i - 1]), np.log(LATENCY_EDGES_S[i])
+    fraction = (s0 - target) / (s0 - s1) if s0 > s1 else 1.0
+    return float(min(np.exp(x0 + fraction * (x1 - x0)), cap))

@@ -1,0 +1,81 @@
+"""`rlscale compare` end to end, and its bad inputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rlscale.training.compare import RECORD_FIELDS
+from rlscale.training.policies import POLICY_NAMES
+
+from test_cli_errors import assert_one_line_error, run_cli
+
+
+def write_trace(path: Path, rows: int, interval: int = 10, seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    counts = (200 + 100 * np.sin(np.arange(rows) / 15) + rng.integers(0, 40, rows)).astype(int)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("timestamp_s,requests\n" + "".join(f"{i * interval},{c}\n" for i, c in enumerate(counts)))
+    return path
+
+
+def test_compare_end_to_end_on_a_short_trace(tmp_path: Path) -> None:
+    trace = write_trace(tmp_path / "eval" / "short_10s.csv", rows=180)  # 30 minutes
+    write_trace(tmp_path / "train" / "tuning_10s.csv", rows=120, seed=1)  # the sibling 'train' is tuned on
+    out = tmp_path / "result.json"
+    result = run_cli("compare", "--traces", str(trace.parent), "--seeds", "2", "--json", str(out), "--jobs", "2")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(out.read_text())
+    assert set(data["policies"]) == set(POLICY_NAMES)
+    assert len(data["records"]) == len(POLICY_NAMES) * 1 * 2
+    for record in data["records"]:
+        assert tuple(record) == RECORD_FIELDS
+        assert record["trace"] == "short_10s" and record["seed"] in (0, 1)
+        assert record["cost"] > 0 and 0 <= record["slo_violation_rate"] <= 1
+    assert set(data["summary"]) == set(POLICY_NAMES)
+    assert data["summary"]["hpa-tuned"]["cost_vs_reference"]["mean"] == pytest.approx(1.0)
+    load = data["loads"]["short_10s"]
+    assert load["kind"] == "trace" and load["duration_s"] == 1800 and load["time_scale"] == 1.0
+    assert load["services"]["image-classifier"]["peak_rps"] == pytest.approx(32.0)
+    assert "train" in data["tuning"]["loads"] and "eval" not in data["tuning"]["loads"]
+    for policy in ("hpa-tuned", "hpa+vpa", "proportional-demand"):
+        assert data["tuning"]["settings"][policy]
+    for name in POLICY_NAMES:
+        assert name in result.stdout
+
+
+def test_coarse_traces_are_compressed_in_time(tmp_path: Path) -> None:
+    trace = write_trace(tmp_path / "hourly_3600s.csv", rows=48, interval=3600)
+    out = tmp_path / "result.json"
+    result = run_cli("compare", "--traces", str(trace), "--policies", "hpa", "--seeds", "1", "--json", str(out),
+                     "--tune-traces", str(write_trace(tmp_path / "tune" / "t_10s.csv", rows=100)))
+    assert result.returncode == 0, result.stderr
+    load = json.loads(out.read_text())["loads"]["hourly_3600s"]
+    assert load["time_scale"] == pytest.approx(60 / 3600) and load["duration_s"] == 48 * 60
+
+
+def test_tuning_on_the_evaluation_traces_is_refused(tmp_path: Path) -> None:
+    trace = write_trace(tmp_path / "t_10s.csv", rows=100)
+    result = run_cli("compare", "--traces", str(trace), "--tune-traces", str(tmp_path), "--seeds", "1")
+    assert_one_line_error(result, "--tune-traces", "never tune on what is evaluated")
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (["--policies", "hpa,magic"], ["--policies", "unknown policy 'magic'"]),
+        (["--traces", "{empty}"], ["no *.csv trace"]),
+        (["--traces", "{missing}"], ["no such trace file or directory"]),
+        (["--traces", "{short}"], ["shorter than one decision interval"]),
+    ],
+    ids=["unknown-policy", "empty-directory", "missing-path", "trace-shorter-than-an-interval"],
+)
+def test_bad_compare_input(tmp_path: Path, args: list[str], fragments: list[str]) -> None:
+    (tmp_path / "empty").mkdir()
+    short = write_trace(tmp_path / "short_10s.csv", rows=2)  # 20 s of load against 30 s intervals
+    paths = {"empty": tmp_path / "empty", "missing": tmp_path / "nope", "short": short}
+    result = run_cli("compare", *(a.format(**paths) for a in args))
+    assert_one_line_error(result, *fragments)

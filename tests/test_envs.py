@@ -1,0 +1,82 @@
+"""The gymnasium environments: checkers, determinism, and the reward recomputed from `info`."""
+
+from __future__ import annotations
+
+import warnings
+
+import gymnasium
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+import rlscale.env  # noqa: F401  (registers the environments)
+from rlscale.env import codec
+from rlscale.env.reward import TERMS
+
+ENV_IDS = ["rlscale/ServiceScaling-v0", "rlscale/ClusterScaling-v0"]
+SHORT = {"episode_s": 900}
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_gymnasium_env_checker(env_id: str) -> None:
+    env = gymnasium.make(env_id, **SHORT)
+    check_env(env.unwrapped, skip_render_check=True)
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_stable_baselines3_env_checker(env_id: str) -> None:
+    from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        sb3_check_env(gymnasium.make(env_id, **SHORT).unwrapped, warn=True)
+    assert [str(w.message) for w in caught] == []
+
+
+def rollout(env_id: str, seed: int, steps: int = 12) -> list[tuple]:
+    env = gymnasium.make(env_id, **SHORT)
+    env.action_space.seed(seed)
+    observation, _ = env.reset(seed=seed)
+    trajectory = [observation.tobytes()]
+    for _ in range(steps):
+        observation, reward, terminated, truncated, info = env.step(env.action_space.sample())
+        trajectory.append((observation.tobytes(), reward, terminated, truncated, info["cost"]))
+    return trajectory
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_reset_seed_makes_runs_repeatable(env_id: str) -> None:
+    assert rollout(env_id, 3) == rollout(env_id, 3)
+    assert rollout(env_id, 3) != rollout(env_id, 4)
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_reward_is_minus_the_weighted_terms_in_info(env_id: str) -> None:
+    env = gymnasium.make(env_id, episode_s=1800)
+    env.action_space.seed(0)
+    env.reset(seed=0)
+    truncated, steps = False, 0
+    while not truncated:
+        _, reward, terminated, truncated, info = env.step(env.action_space.sample())
+        steps += 1
+        weights = info["weights"]
+        expected = -sum(weights[t] * s["terms"][t] for s in info["services"].values() for t in TERMS)
+        assert reward == pytest.approx(expected)
+        assert not terminated
+        for service in info["services"].values():
+            assert service["cost"] >= 0 and (service["terms"]["cost"] > 0) == (service["cost"] > 0)
+            assert service["slo_violation"] in (True, False)
+    assert steps == 1800 // 30 - 1  # the first interval runs before the first observation
+
+
+def test_single_service_info_carries_the_decision_and_raw_figures() -> None:
+    env = gymnasium.make("rlscale/ServiceScaling-v0", **SHORT)
+    env.reset(seed=1)
+    double = (codec.REPLICA_FACTORS.index(2.0), codec.CPU_FACTORS.index(1.0), codec.MEMORY_FACTORS.index(1.0))
+    _, _, _, _, info = env.step(np.array(double))
+    for key in ("cost", "slo_violation", "dropped", "drop_fraction", "oom_kills", "decision", "terms"):
+        assert key in info
+    assert info["decision"]["replicas"] == 6  # from the scenario's 3
+    _, _, _, _, info = env.step(np.array(codec.KEEP_ACTION))
+    assert info["decision"]["replicas"] == 6
+    assert env.unwrapped.backend.observe()["image-classifier"].replicas_ready == 6

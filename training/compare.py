@@ -1,0 +1,197 @@
+"""`rlscale compare`: every policy on every load and seed, as a table and a JSON file.
+
+The baselines that have knobs are tuned first, on training loads only (never on the loads of
+the comparison): the project's generated shapes under seeds of their own, or real training
+traces. Costs are also given relative to the tuned HPA.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from rlscale.env.scenario import Scenario
+from rlscale.errors import UserInputError
+from rlscale.training.jobs import Job, run_jobs
+from rlscale.training.loads import LoadCase, generated_cases, trace_cases
+from rlscale.training.policies import REFERENCE, TUNED, PolicySpec
+from rlscale.training.summary import LATENCY_EDGES_S, ServiceSummary, histogram_quantile
+from rlscale.training.tuning import Tuned, tune, tuning_jobs_count
+
+METRICS = (
+    "cost",
+    "slo_violation_rate",
+    "p95_latency_s",
+    "drop_rate",
+    "oom_kills",
+    "scaling_actions",
+    "replica_hours",
+    "cpu_core_hours",
+)
+RECORD_FIELDS = ("policy", "trace", "seed", *METRICS)
+
+
+@dataclass
+class Comparison:
+    scenario: Scenario
+    policies: list[str]
+    cases: list[LoadCase]
+    seeds: list[int]
+    tuned: Tuned
+    tuning_source: str
+    records: list[dict[str, Any]]
+    service_records: list[dict[str, Any]]
+
+    def summary(self) -> dict[str, dict[str, dict[str, float]]]:
+        """Per policy and metric: mean and spread (standard deviation) over seeds of the mean over loads."""
+        out: dict[str, dict[str, dict[str, float]]] = {}
+        for policy in self.policies:
+            per_seed: dict[str, list[float]] = {m: [] for m in (*METRICS, "cost_vs_reference")}
+            for seed in self.seeds:
+                rows = [r for r in self.records if r["policy"] == policy and r["seed"] == seed]
+                references = {r["trace"]: r["cost"] for r in self.records if r["policy"] == REFERENCE and r["seed"] == seed}
+                for metric in METRICS:
+                    per_seed[metric].append(float(np.mean([r[metric] for r in rows])))
+                per_seed["cost_vs_reference"].append(
+                    float(np.mean([r["cost"] / references[r["trace"]] if references[r["trace"]] > 0 else np.nan for r in rows]))
+                )
+            out[policy] = {m: _spread(v) for m, v in per_seed.items()}
+        return out
+
+    def by_load(self) -> dict[str, dict[str, dict[str, dict[str, float]]]]:
+        """Per policy and load: cost relative to the reference and SLO-violation rate over seeds."""
+        out: dict[str, dict[str, dict[str, dict[str, float]]]] = {}
+        for policy in self.policies:
+            out[policy] = {}
+            for case in self.cases:
+                ratios, violations = [], []
+                for seed in self.seeds:
+                    row = self._record(policy, case.name, seed)
+                    reference = self._record(REFERENCE, case.name, seed)["cost"]
+                    ratios.append(row["cost"] / reference if reference > 0 else np.nan)
+                    violations.append(row["slo_violation_rate"])
+                out[policy][case.name] = {"cost_vs_reference": _spread(ratios), "slo_violation_rate": _spread(violations)}
+        return out
+
+    def _record(self, policy: str, trace: str, seed: int) -> dict[str, Any]:
+        return next(r for r in self.records if r["policy"] == policy and r["trace"] == trace and r["seed"] == seed)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "scenario": self.scenario.name,
+            "seeds": self.seeds,
+            "policies": self.policies,
+            "reference": REFERENCE,
+            "loads": {case.name: case.describe(self.scenario, self.seeds) for case in self.cases},
+            "tuning": {
+                "loads": self.tuning_source,
+                "settings": {p: self.tuned.specs[p].describe() for p in self.tuned.specs},
+                "search": self.tuned.report,
+            },
+            "records": self.records,
+            "service_records": self.service_records,
+            "summary": self.summary(),
+        }
+
+    def write_json(self, path: Path) -> None:
+        try:
+            path.write_text(json.dumps(self.to_json(), indent=2, allow_nan=True) + "\n")
+        except OSError as exc:
+            raise UserInputError(str(path), f"cannot write the JSON file ({exc.strerror or exc})") from None
+
+
+def tuning_cases(scenario: Scenario, traces: list[str] | None, tune_traces: list[str] | None) -> tuple[list[LoadCase], str]:
+    """The loads to tune on, and a description of them; never the evaluation's traces.
+
+    Explicit `tune_traces` win; traces from a directory named `eval` tune on its sibling `train`;
+    otherwise the generated shapes (under tuning seeds).
+    """
+    evaluated = {Path(p).resolve() for p in _csv_paths(traces or [])}
+    if tune_traces:
+        chosen = tune_traces
+    elif traces and all(Path(p).resolve().parent.name == "eval" for p in evaluated) and evaluated:
+        sibling = next(iter(evaluated)).parent.parent / "train"
+        chosen = [str(sibling)] if sibling.is_dir() else None
+    else:
+        chosen = None
+    if chosen is None:
+        return generated_cases(), "generated shapes (diurnal, bursty, flash-crowd) under tuning seeds"
+    overlap = evaluated & {Path(p).resolve() for p in _csv_paths(chosen)}
+    if overlap:
+        raise UserInputError("--tune-traces", f"{sorted(overlap)[0]} is also an evaluation trace: never tune on what is evaluated")
+    return trace_cases(chosen, scenario), f"traces: {', '.join(chosen)}"
+
+
+def _csv_paths(sources: list[str]) -> list[Path]:
+    out: list[Path] = []
+    for source in sources:
+        path = Path(source)
+        out.extend(sorted(path.glob("*.csv")) if path.is_dir() else [path])
+    return out
+
+
+def run_comparison(
+    scenario: Scenario,
+    policies: list[str],
+    cases: list[LoadCase],
+    seeds: int,
+    workers: int,
+    tuning: tuple[list[LoadCase], str],
+    progress: Callable[[str, int], Callable[[], None]] | None = None,
+) -> Comparison:
+    """Tune what needs tuning, then run every policy on every load and seed.
+
+    `progress(label, total)` returns a callback called once per finished run.
+    """
+    evaluated = list(dict.fromkeys([*policies, REFERENCE]))  # the reference always runs
+    to_tune = [p for p in evaluated if p in TUNED]
+    tune_cases, tune_source = tuning
+    tuned = Tuned()
+    if to_tune:
+        tick = progress("tuning baselines", tuning_jobs_count(scenario, to_tune, tune_cases)) if progress else None
+        tuned = tune(scenario, to_tune, tune_cases, workers, tick)
+    specs = {p: tuned.specs.get(p, PolicySpec(p)) for p in evaluated}
+    seed_list = list(range(seeds))
+    jobs = [Job(specs[p], case, seed) for p in evaluated for case in cases for seed in seed_list]
+    tick = progress("comparing", len(jobs)) if progress else None
+    results = run_jobs(scenario, jobs, workers, tick)
+    records, service_records = [], []
+    for job, summaries in zip(jobs, results):
+        records.append(_record(job, summaries))
+        for name, summary in summaries.items():
+            figures = summary.figures()
+            service_records.append(
+                {"policy": job.policy.name, "trace": job.case.name, "seed": job.seed, "service": name,
+                 **{m: figures[m] for m in METRICS}}
+            )
+    return Comparison(scenario, evaluated, cases, seed_list, tuned, tune_source, records, service_records)
+
+
+def _record(job: Job, summaries: dict[str, ServiceSummary]) -> dict[str, Any]:
+    """One (policy, load, seed) over all services: sums, and request-weighted latency and drops."""
+    figures = [s.figures() for s in summaries.values()]
+    requests = sum(s.arrivals for s in summaries.values())
+    slower = sum((s.slower_than for s in summaries.values()), np.zeros(len(LATENCY_EDGES_S)))
+    cap = max(s.spec.timeout_s for s in summaries.values())
+    return {
+        "policy": job.policy.name,
+        "trace": job.case.name,
+        "seed": job.seed,
+        "cost": sum(f["cost"] for f in figures),
+        "slo_violation_rate": float(np.mean([f["slo_violation_rate"] for f in figures])),
+        "p95_latency_s": histogram_quantile(slower, requests, 0.95, cap),
+        "drop_rate": sum(s.dropped for s in summaries.values()) / requests if requests else 0.0,
+        "oom_kills": sum(f["oom_kills"] for f in figures),
+        "scaling_actions": sum(f["scaling_actions"] for f in figures),
+        "replica_hours": sum(f["replica_hours"] for f in figures),
+        "cpu_core_hours": sum(f["cpu_core_hours"] for f in figures),
+    }
+
+
+def _spread(values: list[float]) -> dict[str, float]:
+    array = np.asarray(values, dtype=float)
+    return {"mean": float(np.mean(array)), "std": float(np.std(array, ddof=1)) if array.size > 1 else 0.0}

@@ -1,0 +1,127 @@
+"""The loads a comparison runs on: the project's generated shapes, or real traces fitted to services.
+
+A `LoadCase` gives, for a seed, one workload per service of a scenario. Traces of any scale
+are fitted to each service: rates scaled so the trace's 99th-percentile rate equals the
+service's nominal peak (its own workload's peak), and coarse traces compressed in time so one
+trace interval lasts at most `MAX_REPLAY_INTERVAL_S` (an hourly trace keeps its daily shape
+without taking days). Seeds start long traces at successive windows; every choice is recorded
+in `fit` for the comparison's JSON.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rlscale.env.scenario import Scenario
+from rlscale.env.workloads import Bursty, Diurnal, FlashCrowd, Trace, TraceReplay, Workload, load_trace
+from rlscale.errors import UserInputError
+
+MAX_REPLAY_INTERVAL_S = 60.0
+PEAK_QUANTILE = 0.99
+GENERATED_SHAPES = ("diurnal", "bursty", "flash-crowd")
+
+
+@dataclass(frozen=True)
+class LoadCase:
+    """One load of a comparison: a generated shape, or a trace."""
+
+    name: str
+    shape: str | None = None  # a generated shape ...
+    trace: Trace | None = None  # ... or a trace
+    path: str | None = None
+
+    def duration_s(self, scenario: Scenario) -> int:
+        """The run's length: the scenario's, or the replayed trace's if shorter (whole intervals)."""
+        length = scenario.duration_s
+        if self.trace is not None:
+            length = min(length, int(self.trace.duration_s * _time_scale(self.trace)))
+        return length - length % scenario.decision_interval_s
+
+    def workloads(self, scenario: Scenario, seed: int) -> dict[str, Workload]:
+        """One workload per service for the run with this seed."""
+        duration = self.duration_s(scenario)
+        out: dict[str, Workload] = {}
+        for spec in scenario.services:
+            peak = spec.workload.peak_rps
+            if self.trace is not None:
+                replay_s = self.trace.duration_s * _time_scale(self.trace)
+                out[spec.name] = TraceReplay(
+                    self.trace,
+                    time_scale=_time_scale(self.trace),
+                    peak_rps_target=peak,
+                    peak_quantile=PEAK_QUANTILE,
+                    offset_s=(seed * duration) % replay_s,
+                )
+            else:
+                out[spec.name] = generated(self.shape or "", peak, duration)
+        return out
+
+    def describe(self, scenario: Scenario, seeds: list[int]) -> dict[str, Any]:
+        """How this load was fitted to each service, for the record."""
+        duration = self.duration_s(scenario)
+        if self.trace is None:
+            return {"kind": "generated", "shape": self.shape, "duration_s": duration,
+                    "peak_rps": {s.name: s.workload.peak_rps for s in scenario.services}}
+        first = self.workloads(scenario, seeds[0])
+        return {
+            "kind": "trace",
+            "path": self.path,
+            "interval_s": self.trace.interval_s,
+            "time_scale": _time_scale(self.trace),
+            "duration_s": duration,
+            "peak_quantile": PEAK_QUANTILE,
+            "services": {
+                name: {"peak_rps": w.peak_rps, "scale": w.scale}  # type: ignore[attr-defined]
+                for name, w in first.items()
+            },
+            "offset_s": {str(seed): self.workloads(scenario, seed)[scenario.services[0].name].offset_s for seed in seeds},  # type: ignore[attr-defined]
+        }
+
+
+def generated(shape: str, peak_rps: float, duration_s: int) -> Workload:
+    """The project's own load shapes, sized to a service's peak rate."""
+    if shape == "diurnal":
+        return Diurnal(mean_rps=peak_rps / 1.6, amplitude=0.6, start_s=8 * 3600.0, noise=0.05)
+    if shape == "bursty":
+        return Bursty(base_rps=peak_rps / 4, burst_rps=peak_rps, mean_calm_s=900.0, mean_burst_s=120.0)
+    if shape == "flash-crowd":
+        return FlashCrowd(base_rps=peak_rps / 5, peak_rps=peak_rps, start_s=duration_s / 3, rise_s=120.0,
+                          hold_s=900.0, decay_s=900.0, jitter_s=duration_s / 6)
+    raise ValueError(f"unknown shape {shape!r}")
+
+
+def generated_cases() -> list[LoadCase]:
+    return [LoadCase(name=shape, shape=shape) for shape in GENERATED_SHAPES]
+
+
+def trace_cases(sources: list[str], scenario: Scenario) -> list[LoadCase]:
+    """The traces named by files and directories (every *.csv inside), checked for use."""
+    paths: list[Path] = []
+    for source in sources:
+        path = Path(source)
+        if path.is_dir():
+            found = sorted(path.glob("*.csv"))
+            if not found:
+                raise UserInputError(source, "no *.csv trace in this directory")
+            paths.extend(found)
+        elif path.is_file():
+            paths.append(path)
+        else:
+            raise UserInputError(source, "no such trace file or directory")
+    cases = []
+    for path in paths:
+        trace = load_trace(path)
+        case = LoadCase(name=path.stem, trace=trace, path=str(path))
+        replay = trace.duration_s * _time_scale(trace)
+        if case.duration_s(scenario) < scenario.decision_interval_s:
+            raise UserInputError(
+                str(path), f"the trace lasts {replay:g} s once replayed, shorter than one decision interval ({scenario.decision_interval_s} s)"
+            )
+        cases.append(case)
+    return cases
+
+
+def _time_scale(trace: Trace) -> float:
+    return min(1.0, MAX_REPLAY_INTERVAL_S / trace.interval_s)

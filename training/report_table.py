@@ -1,0 +1,70 @@
+"""The comparison as terminal tables (rich)."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from rlscale.training.compare import Comparison
+from rlscale.training.policies import REFERENCE
+
+COLUMNS = (
+    ("cost", "cost ($)", "{:.3f}"),
+    ("cost_vs_reference", f"cost vs {REFERENCE}", "{:.2f}"),
+    ("slo_violation_rate", "SLO-violating intervals (%)", "{:.1f}"),
+    ("p95_latency_s", "p95 latency (s)", "{:.3f}"),
+    ("drop_rate", "dropped (%)", "{:.2f}"),
+    ("oom_kills", "OOM kills", "{:.1f}"),
+    ("scaling_actions", "scaling actions", "{:.0f}"),
+    ("replica_hours", "replica-h", "{:.1f}"),
+    ("cpu_core_hours", "CPU core-h", "{:.2f}"),
+)
+PERCENT = ("slo_violation_rate", "drop_rate")
+
+
+def _cell(key: str, value: dict[str, float], template: str) -> str:
+    scale = 100.0 if key in PERCENT else 1.0
+    return f"{template.format(value['mean'] * scale)} ± {template.format(value['std'] * scale)}"
+
+
+def print_comparison(console: Console, comparison: Comparison) -> None:
+    loads = ", ".join(case.name for case in comparison.cases)
+    table = Table(
+        title=f"{comparison.scenario.name}: {len(comparison.cases)} loads ({loads}), {len(comparison.seeds)} seeds; mean ± std over seeds",
+    )
+    table.add_column("policy", no_wrap=True)
+    for _, header, _ in COLUMNS:
+        table.add_column(header, justify="right")
+    for policy, metrics in comparison.summary().items():
+        table.add_row(policy, *(_cell(key, metrics[key], template) for key, _, template in COLUMNS))
+    console.print(table)
+
+    by_load = comparison.by_load()
+    detail = Table(title=f"per load: cost vs {REFERENCE} / SLO-violating intervals")
+    detail.add_column("policy", no_wrap=True)
+    for case in comparison.cases:
+        detail.add_column(case.name, justify="right")
+    for policy, loads_of_policy in by_load.items():
+        detail.add_row(
+            policy,
+            *(
+                f"{v['cost_vs_reference']['mean']:.2f}x / {v['slo_violation_rate']['mean']:.1%}"
+                for v in loads_of_policy.values()
+            ),
+        )
+    console.print(detail)
+    console.print(f"Baselines tuned on {comparison.tuning_source}:")
+    for policy, report in comparison.tuned.report.items():
+        console.print(f"  {policy}: {_tuned_text(report)}", highlight=False)
+
+
+def _tuned_text(report: dict) -> str:
+    if "fraction" in report:
+        met = "" if report["budget_met"] else " (no fraction met every SLO budget; least excess)"
+        return f"{report['fraction']:.1%} of the cluster's CPU{met}"
+    parts = []
+    for service, r in report.items():
+        window = "default" if r["scale_down_window_s"] is None else f"{r['scale_down_window_s']} s"
+        met = "" if r["budget_met"] else f", budget {r['slo_budget']:.0%} not met: least violating"
+        parts.append(f"{service} target {r['target_utilization']}%, scale-down window {window}{met}")
+    return "; ".join(parts)
