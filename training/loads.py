@@ -42,29 +42,30 @@ class LoadCase:
     def workloads(self, scenario: Scenario, seed: int) -> dict[str, Workload]:
         """One workload per service for the run with this seed."""
         duration = self.duration_s(scenario)
-        out: dict[str, Workload] = {}
-        for spec in scenario.services:
-            peak = spec.workload.peak_rps
-            if self.trace is not None:
-                replay_s = self.trace.duration_s * _time_scale(self.trace)
-                out[spec.name] = TraceReplay(
-                    self.trace,
-                    time_scale=_time_scale(self.trace),
-                    peak_rps_target=peak,
-                    peak_quantile=PEAK_QUANTILE,
-                    offset_s=(seed * duration) % replay_s,
-                )
-            else:
-                out[spec.name] = generated(self.shape or "", peak, duration)
-        return out
+        return {
+            spec.name: self._replay(spec.workload.peak_rps, duration, seed)
+            if self.trace is not None
+            else generated(self.shape or "", spec.workload.peak_rps, duration)
+            for spec in scenario.services
+        }
+
+    def _replay(self, peak_rps: float, duration_s: int, seed: int) -> TraceReplay:
+        assert self.trace is not None
+        scale = _time_scale(self.trace)
+        return TraceReplay(
+            self.trace,
+            time_scale=scale,
+            peak_rps_target=peak_rps,
+            peak_quantile=PEAK_QUANTILE,
+            offset_s=(seed * duration_s) % (self.trace.duration_s * scale),
+        )
 
     def describe(self, scenario: Scenario, seeds: list[int]) -> dict[str, Any]:
         """How this load was fitted to each service, for the record."""
         duration = self.duration_s(scenario)
+        peaks = {s.name: s.workload.peak_rps for s in scenario.services}
         if self.trace is None:
-            return {"kind": "generated", "shape": self.shape, "duration_s": duration,
-                    "peak_rps": {s.name: s.workload.peak_rps for s in scenario.services}}
-        first = self.workloads(scenario, seeds[0])
+            return {"kind": "generated", "shape": self.shape, "duration_s": duration, "peak_rps": peaks}
         return {
             "kind": "trace",
             "path": self.path,
@@ -72,11 +73,8 @@ class LoadCase:
             "time_scale": _time_scale(self.trace),
             "duration_s": duration,
             "peak_quantile": PEAK_QUANTILE,
-            "services": {
-                name: {"peak_rps": w.peak_rps, "scale": w.scale}  # type: ignore[attr-defined]
-                for name, w in first.items()
-            },
-            "offset_s": {str(seed): self.workloads(scenario, seed)[scenario.services[0].name].offset_s for seed in seeds},  # type: ignore[attr-defined]
+            "services": {name: {"peak_rps": peak, "scale": self._replay(peak, duration, 0).scale} for name, peak in peaks.items()},
+            "offset_s": {str(seed): self._replay(1.0, duration, seed).offset_s for seed in seeds},
         }
 
 
