@@ -24,6 +24,8 @@ from rlscale.env.state import Decision, ServiceState
 from rlscale.env.workloads import Workload
 
 WorkloadSource = Mapping[str, Workload] | Callable[[np.random.Generator], Mapping[str, Workload]]
+# Domain randomization: for each episode, a variant of the scenario and the workloads to run.
+EpisodeSampler = Callable[[np.random.Generator], tuple[Scenario, Mapping[str, Workload]]]
 
 
 class ClusterBackend(Protocol):
@@ -31,6 +33,7 @@ class ClusterBackend(Protocol):
 
     managed: tuple[str, ...]
     decision_interval_s: int
+    scenario: Scenario  # the cluster's description: services, prices, reward weights
 
     def specs(self) -> dict[str, ServiceSpec]: ...
 
@@ -58,6 +61,7 @@ class SimBackend:
         duration_s: int | None = None,
         workloads: WorkloadSource | None = None,
         headroom: int = 0,
+        episodes: EpisodeSampler | None = None,
     ) -> None:
         names = [s.name for s in scenario.services]
         for name in managed or ():
@@ -71,14 +75,22 @@ class SimBackend:
             raise ValueError(f"the run ({self.duration_s} s) is shorter than one decision interval")
         self.workloads = workloads
         self.headroom = headroom
+        self.episodes = episodes
+        self.base_scenario = scenario
         self.sim: Simulator | None = None
 
     def specs(self) -> dict[str, ServiceSpec]:
         return {name: self.scenario.service(name) for name in self.managed}
 
     def reset(self, rng: np.random.Generator) -> dict[str, ServiceState]:
-        """A new run; the first observation comes after one interval as configured (HPAs in charge)."""
-        workloads = self.workloads(rng) if callable(self.workloads) else self.workloads
+        """A new run; the first observation comes after one interval as configured (HPAs in charge).
+
+        With an episode sampler, each run has its own variant of the scenario and its workloads.
+        """
+        if self.episodes is not None:
+            self.scenario, workloads = self.episodes(rng)
+        else:
+            workloads = self.workloads(rng) if callable(self.workloads) else self.workloads
         self.sim = Simulator(self.scenario, rng, duration_s=self.duration_s, workloads=dict(workloads or {}))
         self.sim.advance(self.decision_interval_s)
         return self.observe()

@@ -14,7 +14,7 @@ import numpy as np
 from gymnasium import spaces
 
 from rlscale.env import codec
-from rlscale.env.backend import ClusterBackend, SimBackend, WorkloadSource
+from rlscale.env.backend import ClusterBackend, EpisodeSampler, SimBackend, WorkloadSource
 from rlscale.env.reward import reward_terms, weighted_reward
 from rlscale.env.scenario import Scenario, load_scenario
 from rlscale.env.state import ServiceState
@@ -54,7 +54,6 @@ class ClusterEnv(gym.Env):
     def __init__(self, backend: ClusterBackend, weights_source: Scenario) -> None:
         self.backend = backend
         self.weights = weights_source.reward
-        self._specs = backend.specs()
         n = len(backend.managed)
         self.observation_space = spaces.Box(
             low=np.tile(codec.OBSERVATION_LOW, n), high=np.tile(codec.OBSERVATION_HIGH, n), dtype=np.float32
@@ -92,7 +91,7 @@ class ClusterEnv(gym.Env):
 
     def _service_info(self, name: str, decision: codec.Decision) -> dict[str, Any]:
         stats = self.backend.stats(name)
-        spec = self._specs[name]
+        spec = self.backend.specs()[name]
         before, after = self._previous[name], self._states[name]
         resources_changed = (before.cpu_limit, before.memory_limit, before.cpu_request, before.memory_request) != (
             after.cpu_limit, after.memory_limit, after.cpu_request, after.memory_request
@@ -130,6 +129,8 @@ class ServiceScalingEnv(ClusterEnv):
     - `workloads`: per-service workloads replacing the scenario's, or a function of the
       episode's generator returning them (domain randomization).
     - `headroom`: upward room left to the HPA above each decision (0 = pinned).
+    - `episodes`: a function of the episode's generator returning a variant of the scenario and
+      its workloads (domain randomization); overrides `workloads`.
 
     The top-level `info` also carries the managed service's own entries (`slo_violation`,
     `decision`, ...).
@@ -142,10 +143,12 @@ class ServiceScalingEnv(ClusterEnv):
         episode_s: int = 6 * 3600,
         workloads: WorkloadSource | None = None,
         headroom: int = 0,
+        episodes: EpisodeSampler | None = None,
     ) -> None:
         loaded = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
         managed = [service or loaded.services[0].name]
-        super().__init__(SimBackend(loaded, managed, duration_s=episode_s, workloads=workloads, headroom=headroom), loaded)
+        backend = SimBackend(loaded, managed, duration_s=episode_s, workloads=workloads, headroom=headroom, episodes=episodes)
+        super().__init__(backend, loaded)
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         observation, reward, terminated, truncated, info = super().step(action)

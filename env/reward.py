@@ -4,8 +4,8 @@
 | ----- | --------------------------------------------------------------------------------- |
 | cost  | what the interval cost, in replica-equivalents (the cost of the service's initial  |
 |       | pod template for the same time), so ~ the number of replicas                       |
-| slo   | max(0, slow share / (1 - SLO quantile) - 1): zero while the SLO holds, 1 when twice |
-|       | the allowed share of requests were slower than the target                          |
+| slo   | zero while the SLO holds; when it is missed (more than 1 - quantile of the requests |
+|       | slower than the target), 1 plus the excess: slow share / (1 - quantile) - 1         |
 | drop  | dropped share / (1 - SLO quantile)                                                 |
 | churn | |replica change| / previous replicas, plus 1 if the resources changed              |
 
@@ -31,7 +31,7 @@ def reward_terms(
     dropped = stats.dropped / requests if requests > 0 else 0.0
     return {
         "cost": stats.cost / replica_cost if replica_cost > 0 else 0.0,
-        "slo": max(0.0, slow / allowed_slow - 1.0),
+        "slo": slow / allowed_slow if slow > allowed_slow else 0.0,  # 1 for the miss + the excess
         "drop": dropped / allowed_slow,
         "churn": abs(replicas_after - replicas_before) / max(replicas_before, 1) + float(resources_changed),
     }

@@ -51,7 +51,7 @@ class RewardWeights:
     """Weights of the per-step reward's terms (see `rlscale.env.reward`)."""
 
     cost: float = 1.0  # per replica-equivalent of cost
-    slo: float = 10.0  # per unit of SLO excess (1 = twice the slow requests the SLO allows)
+    slo: float = 10.0  # per interval that misses the SLO, plus per unit of excess (1 = twice the slow share allowed)
     drop: float = 20.0  # per unit of drops (1 = as many drops as the SLO allows slow requests)
     churn: float = 0.1  # per relative replica change, and per resource change
 

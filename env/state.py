@@ -77,15 +77,22 @@ class Decision:
     hpa_scale_down_window_s: int | None = None
 
     def clipped(self, bounds: Bounds) -> "Decision":
-        """This decision inside `bounds`; requests are positive and never exceed their limits."""
+        """This decision inside `bounds`.
+
+        A clipped limit takes its request along (the request-to-limit ratio is kept), so that
+        clipping can never shrink requests, which are what costs, below what was asked for
+        relative to the limit. Requests stay positive and never exceed their limits.
+        """
         replicas = None if self.replicas is None else min(max(int(self.replicas), bounds.min_replicas), bounds.max_replicas)
         cpu_limit = min(max(self.cpu_limit, bounds.min_cpu_limit), bounds.max_cpu_limit)
         memory_limit = min(max(self.memory_limit, bounds.min_memory_limit), bounds.max_memory_limit)
+        cpu_request = self.cpu_request * cpu_limit / self.cpu_limit
+        memory_request = self.memory_request * memory_limit / self.memory_limit
         return Decision(
             replicas=replicas,
-            cpu_request=min(max(self.cpu_request, 0.001), cpu_limit),
+            cpu_request=min(max(cpu_request, 0.001), cpu_limit),
             cpu_limit=cpu_limit,
-            memory_request=min(max(self.memory_request, 2.0**20), memory_limit),
+            memory_request=min(max(memory_request, 2.0**20), memory_limit),
             memory_limit=memory_limit,
             hpa_target_utilization=self.hpa_target_utilization,
             hpa_scale_down_window_s=self.hpa_scale_down_window_s,

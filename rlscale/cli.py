@@ -87,9 +87,10 @@ def simulate(
 @app.command()
 def compare(
     scenario: str = typer.Option("image-classification", help="A shipped scenario name or a scenario YAML file."),
-    policies: str = typer.Option(
-        "hpa,hpa-tuned,hpa+vpa,proportional-demand,proportional-load,proportional-priority,oracle",
-        help="Comma-separated policies to compare.",
+    policies: Optional[str] = typer.Option(
+        None,
+        help="Comma-separated policies: hpa, hpa-tuned, hpa+vpa, proportional-demand, proportional-load, "
+        "proportional-priority, oracle, learned:PATH (default: all, with the shipped learned policy).",
     ),
     traces: Optional[list[str]] = typer.Option(
         None, help="Trace CSV files or directories (repeat or comma-separate). Default: generated diurnal, bursty and flash-crowd loads."
@@ -100,16 +101,20 @@ def compare(
     tune_traces: Optional[list[str]] = typer.Option(
         None, help="Traces to tune the baselines on (default: a sibling 'train' of an 'eval' directory, else generated loads)."
     ),
+    report: Optional[Path] = typer.Option(
+        Path("rlscale-report"), help="Write report.md, report.html and plots here (needs the 'report' extra)."
+    ),
+    no_report: bool = typer.Option(False, "--no-report", help="Print the tables only."),
 ) -> None:
-    """Compare policies on the same loads and seeds: cost against SLO, as a table (and JSON)."""
+    """Compare policies on the same loads and seeds: cost against SLO, as tables, JSON and a report."""
     from rlscale.env.scenario import load_scenario
     from rlscale.training.compare import run_comparison, tuning_cases
     from rlscale.training.jobs import default_workers
     from rlscale.training.loads import generated_cases, trace_cases
-    from rlscale.training.policies import parse_policy_names
+    from rlscale.training.policies import default_policy_names, parse_policy_names
     from rlscale.training.report_table import print_comparison
 
-    names = parse_policy_names(policies)
+    names = parse_policy_names(policies or ",".join(default_policy_names()))
     spec = load_scenario(scenario)
     trace_list = _split(traces)
     tune_list = _split(tune_traces)
@@ -129,6 +134,54 @@ def compare(
     if json_out is not None:
         comparison.write_json(json_out)
         console.print(f"figures of every run: {json_out}")
+    if report is not None and not no_report:
+        from rlscale.training.report import write_report
+
+        write_report(comparison, report)
+        console.print(f"report: {report / 'report.html'} (and report.md with its plots)")
+
+
+@app.command()
+def train(
+    config: Optional[Path] = typer.Option(None, help="A YAML training config (default: the built-in defaults)."),
+    resume: Optional[Path] = typer.Option(None, help="Continue from a checkpoint (.zip with its normalization beside it)."),
+    output_dir: Optional[str] = typer.Option(None, help="Override the config's output directory."),
+    timesteps: Optional[int] = typer.Option(None, min=1, help="Override the config's total timesteps."),
+) -> None:
+    """Train a PPO policy in the simulator (needs the 'train' extra)."""
+    import dataclasses
+
+    from rlscale.training.config import load_config
+
+    settings = load_config(config)
+    if output_dir is not None:
+        settings = dataclasses.replace(settings, output_dir=output_dir)
+    if timesteps is not None:
+        settings = dataclasses.replace(settings, total_timesteps=timesteps)
+    _require_training_extra()
+    from rlscale.training.train import train as run_training
+
+    run_training(settings, resume, log=lambda line: err_console.print(line, highlight=False, soft_wrap=True))
+
+
+@app.command(name="export")
+def export_command(
+    model: Path = typer.Argument(..., help="A saved PPO model (.zip) with its .vecnormalize.pkl beside it."),
+    out_dir: Path = typer.Argument(..., help="Where to write the exported policy."),
+) -> None:
+    """Export a trained model to the pickle-free format the controller and `compare` load."""
+    _require_training_extra()
+    from rlscale.training.export import export_model
+
+    export_model(model, out_dir)
+    console.print(f"exported to {out_dir}")
+
+
+def _require_training_extra() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("stable_baselines3") is None or importlib.util.find_spec("torch") is None:
+        raise UserInputError("rlscale train/export", "needs the training extra: pip install 'rlscale[train]'")
 
 
 def _split(values: Optional[list[str]]) -> list[str]:

@@ -159,8 +159,19 @@ class Reader:
             raise self.fail(key, "must not be empty")
         return [Reader(item, self.source, f"{self._child(key)}[{i}]") for i, item in enumerate(value)]
 
-    def pair(self, key: str, default: Any = _REQUIRED, *, integer: bool = False) -> Any:
-        """A ``[min, max]`` pair of quantities (or of whole numbers) with min <= max."""
+    def pair(
+        self,
+        key: str,
+        default: Any = _REQUIRED,
+        *,
+        integer: bool = False,
+        min_value: float | None = None,
+        max_value: float | None = None,
+    ) -> Any:
+        """A ``[min, max]`` pair of quantities (or of whole numbers) with min <= max.
+
+        Quantities must be positive unless `min_value` is given.
+        """
         raw = self._raw(key, default)
         if raw is default and default is not _REQUIRED:
             return raw
@@ -170,10 +181,26 @@ class Reader:
         if integer:
             low, high = items.number("min", integer=True), items.number("max", integer=True)
         else:
-            low, high = items.quantity("min", positive=True), items.quantity("max", positive=True)
+            positive = min_value is None
+            low = items.quantity("min", positive=positive, min_value=min_value)
+            high = items.quantity("max", positive=positive, min_value=min_value)
+        if max_value is not None and high > max_value:
+            raise self.fail(key, f"max must be <= {max_value:g}, got {raw[1]!r}")
         if low > high:
             raise self.fail(key, f"min > max ({raw[0]} > {raw[1]})")
         return low, high
+
+    def int_list(self, key: str, default: Any = _REQUIRED, *, min_value: int = 1, max_value: int = 2**31) -> Any:
+        """A non-empty list of whole numbers within [min_value, max_value]."""
+        raw = self._raw(key, default)
+        if raw is default and default is not _REQUIRED:
+            return raw
+        valid = isinstance(raw, list) and raw and all(
+            isinstance(v, int) and not isinstance(v, bool) and min_value <= v <= max_value for v in raw
+        )
+        if not valid:
+            raise self.fail(key, f"expected a list of whole numbers in [{min_value}, {max_value}], got {_kind(raw)}")
+        return tuple(raw)
 
     def _child(self, key: str) -> str:
         return f"{self.path}.{key}" if self.path else key

@@ -86,3 +86,12 @@ def test_observation_features_mean_what_they_say() -> None:
     assert observation["replicas_in_bounds"] == pytest.approx(3 / 19)
     # 20 rps on 4 replicas using 0.04 cores each: 125 requests per core, 12.5 rps per 0.1-core replica
     assert observation["load_per_replica"] == pytest.approx(20 / (125 * 0.1 * 4))
+
+
+def test_clipping_at_a_bound_keeps_the_request_ratio() -> None:
+    # Already at the lowest CPU limit: halving it again must not halve the request alone.
+    at_floor = state(cpu_limit=0.05, cpu_request=0.025, memory_limit=64 * MIB, memory_request=32 * MIB)
+    down = (codec.KEEP_ACTION[0], codec.CPU_FACTORS.index(0.5), codec.MEMORY_FACTORS.index(0.5))
+    decision = codec.decode(down, at_floor)
+    assert (decision.cpu_limit, decision.cpu_request) == (pytest.approx(0.05), pytest.approx(0.025))
+    assert (decision.memory_limit, decision.memory_request) == (pytest.approx(64 * MIB), pytest.approx(32 * MIB))

@@ -79,3 +79,33 @@ def test_bad_compare_input(tmp_path: Path, args: list[str], fragments: list[str]
     paths = {"empty": tmp_path / "empty", "missing": tmp_path / "nope", "short": short}
     result = run_cli("compare", *(a.format(**paths) for a in args))
     assert_one_line_error(result, *fragments)
+
+
+def test_report_plots_and_tables_match_the_json(tmp_path: Path) -> None:
+    trace = write_trace(tmp_path / "traces" / "short_10s.csv", rows=180)
+    tuning = write_trace(tmp_path / "tune" / "t_10s.csv", rows=120, seed=2)
+    out, report = tmp_path / "result.json", tmp_path / "report"
+    result = run_cli("compare", "--traces", str(trace), "--tune-traces", str(tuning), "--seeds", "2",
+                     "--policies", "hpa,hpa-tuned,oracle", "--json", str(out), "--report", str(report))
+    assert result.returncode == 0, result.stderr
+    for name in ("report.md", "report.html", "cost-vs-slo.png", "cost-vs-hpa-tuned.png", "timeline-short_10s-image-classifier.png"):
+        assert (report / name).stat().st_size > 1000, name
+    assert (report / "timeline-short_10s-image-classifier.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    html = (report / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == 3 and "<table>" in html
+    summary = json.loads(out.read_text())["summary"]
+    markdown = (report / "report.md").read_text()
+    table = markdown.split("## Summary\n", 1)[1].strip().split("\n\n")[0].splitlines()
+    header, rows = table[0], table[2:]
+    columns = [c.strip() for c in header.strip("|").split("|")]
+    keys = {"cost ($)": "cost", "cost vs hpa-tuned": "cost_vs_reference", "SLO-violating intervals": "slo_violation_rate",
+            "p95 latency (s)": "p95_latency_s", "drop rate": "drop_rate", "OOM kills": "oom_kills",
+            "scaling actions": "scaling_actions", "replica-hours": "replica_hours", "CPU core-hours": "cpu_core_hours"}
+    assert {row.split("|")[1].strip() for row in rows} == set(summary)
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        policy = cells[0]
+        for column, cell in zip(columns[1:], cells[1:]):
+            mean, std = (float(x) for x in cell.split(" ± "))
+            assert mean == pytest.approx(summary[policy][keys[column]]["mean"], rel=1e-3, abs=1e-9)
+            assert std == pytest.approx(summary[policy][keys[column]]["std"], rel=1e-3, abs=1e-9)

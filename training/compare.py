@@ -45,6 +45,8 @@ class Comparison:
     tuning_source: str
     records: list[dict[str, Any]]
     service_records: list[dict[str, Any]]
+    # seed 0's runs interval by interval: (policy, load) -> service -> series
+    series: dict[tuple[str, str], dict[str, dict[str, list[float]]]]
 
     def summary(self) -> dict[str, dict[str, dict[str, float]]]:
         """Per policy and metric: mean and spread (standard deviation) over seeds of the mean over loads."""
@@ -136,7 +138,7 @@ def _csv_paths(sources: list[str]) -> list[Path]:
 
 def run_comparison(
     scenario: Scenario,
-    policies: list[str],
+    policies: list[PolicySpec],
     cases: list[LoadCase],
     seeds: int,
     workers: int,
@@ -147,19 +149,21 @@ def run_comparison(
 
     `progress(label, total)` returns a callback called once per finished run.
     """
-    evaluated = list(dict.fromkeys([*policies, REFERENCE]))  # the reference always runs
-    to_tune = [p for p in evaluated if p in TUNED]
+    requested = {spec.name: spec for spec in policies}
+    requested.setdefault(REFERENCE, PolicySpec(REFERENCE))  # the reference always runs
+    to_tune = [name for name in requested if name in TUNED]
     tune_cases, tune_source = tuning
     tuned = Tuned()
     if to_tune:
         tick = progress("tuning baselines", tuning_jobs_count(scenario, to_tune, tune_cases)) if progress else None
         tuned = tune(scenario, to_tune, tune_cases, workers, tick)
-    specs = {p: tuned.specs.get(p, PolicySpec(p)) for p in evaluated}
+    specs = {name: tuned.specs.get(name, spec) for name, spec in requested.items()}
     seed_list = list(range(seeds))
-    jobs = [Job(specs[p], case, seed) for p in evaluated for case in cases for seed in seed_list]
+    jobs = [Job(spec, case, seed, record_series=seed == 0) for spec in specs.values() for case in cases for seed in seed_list]
     tick = progress("comparing", len(jobs)) if progress else None
     results = run_jobs(scenario, jobs, workers, tick)
     records, service_records = [], []
+    series: dict[tuple[str, str], dict[str, dict[str, list[float]]]] = {}
     for job, summaries in zip(jobs, results):
         records.append(_record(job, summaries))
         for name, summary in summaries.items():
@@ -168,7 +172,9 @@ def run_comparison(
                 {"policy": job.policy.name, "trace": job.case.name, "seed": job.seed, "service": name,
                  **{m: figures[m] for m in METRICS}}
             )
-    return Comparison(scenario, evaluated, cases, seed_list, tuned, tune_source, records, service_records)
+            if summary.series is not None:
+                series.setdefault((job.policy.name, job.case.name), {})[name] = summary.series
+    return Comparison(scenario, list(specs), cases, seed_list, tuned, tune_source, records, service_records, series)
 
 
 def _record(job: Job, summaries: dict[str, ServiceSummary]) -> dict[str, Any]:

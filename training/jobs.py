@@ -19,6 +19,7 @@ class Job:
     policy: PolicySpec
     case: LoadCase
     seed: int
+    record_series: bool = False
 
 
 def run_job(scenario: Scenario, job: Job) -> dict[str, ServiceSummary]:
@@ -28,6 +29,7 @@ def run_job(scenario: Scenario, job: Job) -> dict[str, ServiceSummary]:
         job.seed,
         workloads=job.case.workloads(scenario, job.seed),
         duration_s=job.case.duration_s(scenario),
+        record_series=job.record_series,
     )
 
 

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from rlscale.agent.hpa_policies import HpaPolicy, HpaSetting, HpaVpaPolicy
+from rlscale.agent.learned import LearnedPolicy, load_exported
 from rlscale.agent.oracle import Oracle
 from rlscale.agent.policy import Policy
 from rlscale.agent.proportional import ProportionalShare
@@ -20,6 +23,7 @@ POLICY_NAMES = (
     "proportional-priority",
     "oracle",
 )
+LEARNED_PREFIX = "learned:"  # learned:PATH or learned:NAME of a shipped policy
 REFERENCE = "hpa-tuned"  # costs are also reported relative to this policy
 TUNED = ("hpa-tuned", "hpa+vpa", "proportional-demand", "proportional-load", "proportional-priority")
 
@@ -31,8 +35,11 @@ class PolicySpec:
     name: str
     hpa: dict[str, HpaSetting] = field(default_factory=dict)
     fraction: float = 1.0
+    path: str | None = None  # of a learned policy
 
     def build(self) -> Policy:
+        if self.path is not None:
+            return LearnedPolicy.load(self.path, name=self.name)
         if self.name == "hpa":
             return HpaPolicy()
         if self.name == "hpa-tuned":
@@ -54,11 +61,34 @@ class PolicySpec:
         return {}
 
 
-def parse_policy_names(text: str) -> list[str]:
-    names = [n.strip() for n in text.split(",") if n.strip()]
+def shipped_model(name: str) -> Path | None:
+    """The directory of a policy that ships with rlscale, if there is one by that name."""
+    folder = resources.files("rlscale.models") / name
+    return Path(str(folder)) if (folder / "policy.json").is_file() else None
+
+
+def default_policy_names() -> list[str]:
+    """Every baseline, and the shipped learned policy when there is one."""
+    return [*([f"{LEARNED_PREFIX}default"] if shipped_model("default") else []), *POLICY_NAMES]
+
+
+def parse_policy_names(text: str) -> list[PolicySpec]:
+    """The policies named on the command line; a learned policy is loaded (and checked) now."""
+    names = list(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
     if not names:
         raise UserInputError("--policies", "name at least one policy")
+    specs = []
     for name in names:
-        if name not in POLICY_NAMES:
-            raise UserInputError("--policies", f"unknown policy {name!r} (known: {', '.join(POLICY_NAMES)})")
-    return list(dict.fromkeys(names))
+        if name.startswith(LEARNED_PREFIX):
+            where = name.removeprefix(LEARNED_PREFIX)
+            path = Path(where) if Path(where).exists() else shipped_model(where)
+            if path is None:
+                raise UserInputError("--policies", f"{name}: no such policy directory or shipped policy")
+            load_exported(path)  # refuse a broken policy before any run starts
+            specs.append(PolicySpec(name, path=str(path)))
+        elif name in POLICY_NAMES:
+            specs.append(PolicySpec(name))
+        else:
+            known = ", ".join([*POLICY_NAMES, f"{LEARNED_PREFIX}PATH"])
+            raise UserInputError("--policies", f"unknown policy {name!r} (known: {known})")
+    return specs

@@ -1,6 +1,7 @@
 """A run's figures per service, accumulated interval by interval.
 
-`RunSummary.add` takes each interval's `IntervalStats`; `figures()` gives the numbers a user
+`ServiceSummary.add` takes each interval's `IntervalStats` and the state observed after it;
+`figures()` gives the numbers a user
 compares policies by: cost, SLO violations, latency, drops, OOM kills, scaling actions, and
 what was reserved. The run-wide latency quantile is read from a latency histogram summed over
 the intervals (each interval contributes its exact mixture distribution at the bucket edges).
@@ -15,6 +16,7 @@ import numpy as np
 from rlscale.env.queueing import mixture_survival
 from rlscale.env.runtime import IntervalStats
 from rlscale.env.scenario import ServiceSpec
+from rlscale.env.state import ServiceState
 
 # Log-spaced latency bucket edges from 1 ms to 10 min.
 LATENCY_EDGES_S = np.geomspace(1e-3, 600.0, 60)
@@ -40,16 +42,17 @@ class ServiceSummary:
     scaling_actions: int = 0
     max_replicas: int = 0
     slower_than: np.ndarray = field(default_factory=lambda: np.zeros(len(LATENCY_EDGES_S)))
+    # Interval by interval (when recorded): for plots of a run over time.
+    series: dict[str, list[float]] | None = None
 
-    def add(self, stats: IntervalStats, replicas_desired: int) -> None:
+    def add(self, stats: IntervalStats, state: ServiceState) -> None:
         spec = self.spec
         self.seconds += stats.seconds
         self.intervals += 1
         requests = stats.arrivals
         if requests > 0:
-            quantile = stats.latency_quantile(spec.slo_quantile, spec.timeout_s)
-            self.violating_intervals += quantile > spec.slo_latency_s
-            self.slow_requests += requests * stats.fraction_slower_than(spec.slo_latency_s)
+            self.violating_intervals += state.latency_quantile_s > spec.slo_latency_s
+            self.slow_requests += requests * state.slo_violation_fraction
             for i, edge in enumerate(LATENCY_EDGES_S):
                 self.slower_than[i] += requests * mixture_survival(stats.components, stats.dropped, float(edge))
         self.arrivals += requests
@@ -63,7 +66,17 @@ class ServiceSummary:
         self.oom_kills += stats.oom_kills
         self.preemptions += stats.preemptions
         self.scaling_actions += stats.replica_changes + stats.resource_changes
-        self.max_replicas = max(self.max_replicas, replicas_desired)
+        self.max_replicas = max(self.max_replicas, state.replicas_desired)
+        if self.series is not None:
+            for key, value in (
+                ("time_s", state.time_s),
+                ("load_rps", state.load_rps),
+                ("replicas_desired", state.replicas_desired),
+                ("replicas_ready", state.replicas_ready),
+                ("latency_s", state.latency_quantile_s),
+                ("cost", stats.cost),
+            ):
+                self.series.setdefault(key, []).append(float(value))
 
     def latency_quantile(self, quantile: float) -> float:
         """The run-wide latency quantile, interpolated on the log-spaced histogram."""

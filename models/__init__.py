@@ -1,0 +1,1 @@
+"""The trained policies that ship with rlscale, one exported policy directory each."""
