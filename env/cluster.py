@@ -53,6 +53,9 @@ class Pod:
     restarts: int = 0
     last_termination_reason: str | None = None
     cpu_seconds: float = 0.0  # cumulative CPU usage (cAdvisor's container_cpu_usage_seconds_total)
+    throttled_seconds: float = 0.0  # cumulative time the CPU quota was exhausted
+    running_seconds: float = 0.0  # cumulative time the container ran
+    working_set: float = 0.0  # memory working set over the last span (bytes)
     scrapes: dict[float, float] = field(default_factory=dict)  # metrics-server samples: time -> cpu_seconds
     resize_at: float | None = None  # an in-place resize takes effect at this time
     resize_to: tuple[float, float, float, float] | None = None  # (cpu req, cpu lim, mem req, mem lim)

@@ -26,8 +26,8 @@ def scrape(pods: list[Pod], now: float) -> None:
             del pod.scrapes[next(iter(pod.scrapes))]
 
 
-def metric_replicas(svc: ServiceRuntime, now: float, timings: ClusterTimings) -> int | HpaMetricsError:
-    """The CPU-utilization metric's replica proposal, as the HPA computes it at `now`.
+def metric_replicas(svc: ServiceRuntime, now: float, timings: ClusterTimings) -> tuple[int, int] | HpaMetricsError:
+    """(replica proposal, utilization %) of the CPU-utilization metric, as the HPA computes it at `now`.
 
     Each pod is grouped by upstream's rules (`pod_group`) from what the API and metrics-server
     show, then the replica calculator's core runs on the groups.
@@ -67,7 +67,7 @@ def metric_replicas(svc: ServiceRuntime, now: float, timings: ClusterTimings) ->
         elif group is PodGroup.MISSING:
             missing_requests.append(request)
     try:
-        replicas, _, _ = replicas_from_groups(
+        replicas, utilization, _ = replicas_from_groups(
             svc.replicas,
             svc.hpa_spec.target_cpu_utilization_percent,
             svc.hpa_spec.tolerances,
@@ -78,4 +78,4 @@ def metric_replicas(svc: ServiceRuntime, now: float, timings: ClusterTimings) ->
         )
     except HpaMetricsError as error:
         return error
-    return replicas
+    return replicas, utilization

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from itertools import accumulate
-
 import numpy as np
 
 from rlscale.env.cluster import Pod
@@ -113,14 +111,16 @@ class ServiceRuntime:
     serial: int = 0
     stats: IntervalStats = field(default_factory=IntervalStats)
     last_hpa_decision: HpaDecision | None = None
-    rate_sums: list[float] = field(default_factory=list)  # prefix sums of `rates`
-    arrival_sums: list[float] = field(default_factory=list)  # prefix sums of `arrivals`
+    last_hpa_sync: float | None = None
+    last_utilization: int | None = None  # the HPA's last CPU utilization reading (% of requests)
+    rate_sums: np.ndarray = field(default_factory=lambda: np.zeros(1))  # prefix sums of `rates`
+    arrival_sums: np.ndarray = field(default_factory=lambda: np.zeros(1))  # prefix sums of `arrivals`
     _models: dict[tuple[float, float], ReplicaModel] = field(default_factory=dict)
     _view: PodView | None = None
 
     def __post_init__(self) -> None:
-        self.rate_sums = [0.0, *accumulate(self.rates.tolist())]
-        self.arrival_sums = [0.0, *accumulate(self.arrivals.tolist())]
+        self.rate_sums = np.concatenate(([0.0], np.cumsum(self.rates)))
+        self.arrival_sums = np.concatenate(([0.0], np.cumsum(self.arrivals)))
 
     def changed(self) -> None:
         """Call after any change to the pods (created, deleted, bound, started, ready, crashed, resized)."""

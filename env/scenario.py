@@ -51,8 +51,8 @@ class RewardWeights:
     """Weights of the per-step reward's terms (see `rlscale.env.reward`)."""
 
     cost: float = 1.0  # per replica-equivalent of cost
-    slo: float = 10.0  # per interval that misses the SLO, plus per unit of excess (1 = twice the slow share allowed)
-    drop: float = 20.0  # per unit of drops (1 = as many drops as the SLO allows slow requests)
+    slo: float = 60.0  # per interval that misses the SLO, plus per unit of excess (1 = twice the slow share allowed)
+    drop: float = 60.0  # per unit of drops (1 = as many drops as the SLO allows slow requests)
     churn: float = 0.1  # per relative replica change, and per resource change
 
 
@@ -295,13 +295,7 @@ def hpa_spec_from_config(reader: Reader, min_replicas: int, max_replicas: int) -
     target = reader.number("target_cpu_utilization", 80, min_value=1, integer=True)
     tolerance = reader.number("tolerance", DEFAULT_TOLERANCE, min_value=0.0, max_value=1.0)
     behavior_reader = reader.optional_mapping("behavior")
-    behavior = None
-    if behavior_reader is not None:
-        behavior = Behavior(
-            scale_up=_scaling_rules(behavior_reader.optional_mapping("scaleUp")),
-            scale_down=_scaling_rules(behavior_reader.optional_mapping("scaleDown")),
-        )
-        behavior_reader.done()
+    behavior = None if behavior_reader is None else behavior_from_config(behavior_reader)
     reader.done()
     return HpaSpec(
         min_replicas=min_replicas,
@@ -310,6 +304,16 @@ def hpa_spec_from_config(reader: Reader, min_replicas: int, max_replicas: int) -
         behavior=behavior,
         tolerances=(tolerance, tolerance),
     )
+
+
+def behavior_from_config(reader: Reader) -> Behavior:
+    """An ``autoscaling/v2`` behavior (camelCase fields, as in a manifest)."""
+    behavior = Behavior(
+        scale_up=_scaling_rules(reader.optional_mapping("scaleUp")),
+        scale_down=_scaling_rules(reader.optional_mapping("scaleDown")),
+    )
+    reader.done()
+    return behavior
 
 
 def _scaling_rules(reader: Reader | None) -> ScalingRules | None:

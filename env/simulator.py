@@ -25,7 +25,9 @@ import numpy as np
 from rlscale.env import deployment, kubelet
 from rlscale.env.cluster import Node, Pod, bind, choose_node, choose_victims, resize_requests, unbind
 from rlscale.env.dynamics import ReplicaModel, Span, run_span
+from rlscale.env.hpa import HpaSpec
 from rlscale.env.hpa_behavior import Behavior, ScalingRules
+from rlscale.env.hpa_replicas import HpaMetricsError
 from rlscale.env.metrics_server import SAMPLES_KEPT, metric_replicas, scrape
 from rlscale.env.runtime import IntervalStats, ServiceRuntime
 from rlscale.env.scenario import Scenario
@@ -65,7 +67,7 @@ class Simulator:
             for i in range(pool.nodes)
         ]
         self.services: list[ServiceRuntime] = []
-        self._peaks: list[list[float]] = []
+        self._peaks: list[np.ndarray] = []
         for index, spec in enumerate(scenario.services):
             workload = (workloads or {}).get(spec.name, spec.workload)
             rates = np.maximum(workload.rates(self.duration_s, rng), 0.0)
@@ -83,7 +85,7 @@ class Simulator:
             )
             self.services.append(svc)
             padded = np.pad(rates, (0, -len(rates) % PEAK_BLOCK_S))
-            self._peaks.append(padded.reshape(-1, PEAK_BLOCK_S).max(axis=1).tolist())
+            self._peaks.append(padded.reshape(-1, PEAK_BLOCK_S).max(axis=1))
             for _ in range(svc.replicas):
                 self._new_pod(svc, created_at=-WARM_START_S)
         self._by_name = {svc.spec.name: svc for svc in self.services}
@@ -167,7 +169,11 @@ class Simulator:
         if not 1 <= min_replicas <= max_replicas:
             raise ValueError(f"invalid HPA bounds [{min_replicas}, {max_replicas}] for {name}")
         svc = self._by_name[name]
-        svc.hpa_spec = dataclasses.replace(svc.hpa_spec, min_replicas=min_replicas, max_replicas=max_replicas)
+        self.set_hpa_spec(name, dataclasses.replace(svc.hpa_spec, min_replicas=min_replicas, max_replicas=max_replicas))
+
+    def set_hpa_spec(self, name: str, spec: HpaSpec) -> None:
+        """Replace the HPA's spec (bounds, target, behavior); it acts on it at its next sync."""
+        self._by_name[name].hpa_spec = spec
 
     def set_hpa_target(self, name: str, target_utilization: int, scale_down_window_s: int | None = None) -> None:
         """Patch the HPA's CPU target and, if given, its scale-down stabilization window.
@@ -186,7 +192,7 @@ class Simulator:
                     stabilization_window_seconds=scale_down_window_s,
                 ),
             )
-        svc.hpa_spec = dataclasses.replace(spec, target_cpu_utilization_percent=target_utilization, behavior=behavior)
+        self.set_hpa_spec(name, dataclasses.replace(spec, target_cpu_utilization_percent=target_utilization, behavior=behavior))
 
     def set_replicas(self, name: str, replicas: int) -> None:
         """Patch the Deployment's scale (an active HPA may change it again at its next sync)."""
@@ -213,17 +219,34 @@ class Simulator:
         if target == svc.new_pod_resources:
             return
         svc.stats.resource_changes += 1
-        svc.new_pod_resources = target
         if svc.spec.resize == "in_place":
+            svc.new_pod_resources = target
             for pod in svc.pods:
-                pod.resize_to = target
-                pod.resize_at = float(self.now + self.timings.resize_delay_s)
+                self.resize_pod(name, pod.name, *target)
         else:
-            svc.template = target
-            svc.revision += 1
+            self.update_template(name, *target)
+
+    def update_template(self, name: str, cpu_request: float, cpu_limit: float, memory_request: float, memory_limit: float) -> None:
+        """Change the Deployment's pod template: a new revision, rolled out by the Deployment controller."""
+        svc = self._by_name[name]
+        target = (cpu_request, cpu_limit, memory_request, memory_limit)
+        if target == svc.template:
+            return
+        svc.template = svc.new_pod_resources = target
+        svc.revision += 1
         svc.changed()
         self._reconcile_deployment(svc)
         self._schedule_pending()
+
+    def resize_pod(self, name: str, pod_name: str, cpu_request: float, cpu_limit: float, memory_request: float, memory_limit: float) -> None:
+        """pods/resize: the kubelet resizes the running container after the resize delay (or defers it)."""
+        svc = self._by_name[name]
+        pod = next((p for p in svc.pods if p.name == pod_name), None)
+        if pod is None:
+            raise KeyError(pod_name)
+        pod.resize_to = (cpu_request, cpu_limit, memory_request, memory_limit)
+        pod.resize_at = float(self.now + self.timings.resize_delay_s)
+        svc.changed()
 
     # ------------------------------------------------------------------------------------------
     # Time
@@ -271,9 +294,9 @@ class Simulator:
             svc.arrivals[start:end],
             svc.backlog,
             svc.spec.timeout_s,
-            mean_rate=(svc.rate_sums[end] - svc.rate_sums[start]) / (end - start),
-            peak_rate=peaks[first] if first == last else max(peaks[first : last + 1]),
-            total_arrivals=svc.arrival_sums[end] - svc.arrival_sums[start],
+            mean_rate=float(svc.rate_sums[end] - svc.rate_sums[start]) / (end - start),
+            peak_rate=float(peaks[first] if first == last else peaks[first : last + 1].max()),
+            total_arrivals=float(svc.arrival_sums[end] - svc.arrival_sums[start]),
         )
         if span.overload_oom_at is not None:
             return PlannedSpan(span, start + span.overload_oom_at + 1, overload=True)
@@ -298,8 +321,13 @@ class Simulator:
             svc.oom_clock -= span.oom_hazard[g] * replica_seconds
         for pod, g in view.ready:
             pod.cpu_seconds += span.cpu_per_replica[g] * seconds
+            pod.throttled_seconds += span.throttled_fraction[g] * seconds
+            pod.running_seconds += seconds
+            pod.working_set = span.working_set[g]
         for pod in view.starting:  # loading the model
             pod.cpu_seconds += min(svc.spec.cores_per_request, pod.cpu_limit) * seconds
+            pod.running_seconds += seconds
+            pod.working_set = min(svc.spec.base_memory, pod.memory_limit)
         stats.ready_replica_seconds += len(view.ready) * seconds
         stats.scheduled_replica_seconds += view.scheduled * seconds
         stats.cpu_request_core_seconds += view.cpu_requested * seconds
@@ -369,8 +397,13 @@ class Simulator:
 
     def _sync_hpa(self, svc: ServiceRuntime, now: float) -> None:
         """The HPA controller's sync of this service's HPA (reconcileAutoscaler)."""
-        decision = svc.hpa.reconcile(now, svc.replicas, svc.hpa_spec, metric_replicas(svc, now, self.timings))
+        metric = metric_replicas(svc, now, self.timings)
+        if not isinstance(metric, HpaMetricsError):
+            svc.last_utilization = metric[1]
+            metric = metric[0]
+        decision = svc.hpa.reconcile(now, svc.replicas, svc.hpa_spec, metric)
         svc.last_hpa_decision = decision
+        svc.last_hpa_sync = now
         if decision.desired_replicas != svc.replicas:
             svc.replicas = decision.desired_replicas
             svc.stats.replica_changes += 1

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -175,6 +177,53 @@ def export_command(
 
     export_model(model, out_dir)
     console.print(f"exported to {out_dir}")
+
+
+cluster_sim = typer.Typer(help="A local Kubernetes-API emulator backed by the simulator (a test and demo fixture).", no_args_is_help=True)
+app.add_typer(cluster_sim, name="cluster-sim")
+
+
+@cluster_sim.command("serve")
+def cluster_sim_serve(
+    scenario: str = typer.Option("image-classification", help="A shipped scenario name or a scenario YAML file."),
+    port: int = typer.Option(8080, min=0, max=65535, help="Port on 127.0.0.1 (0: any free port)."),
+    kubeconfig: Optional[Path] = typer.Option(None, help="Write a kubeconfig for this cluster here."),
+    speed: float = typer.Option(1.0, min=0.0, help="Simulated seconds per wall-clock second (0: time stands still)."),
+    namespace: str = typer.Option("default", help="The namespace the scenario's services live in."),
+    seed: int = typer.Option(0, help="Seed of the simulation's randomness."),
+    duration: int = typer.Option(86_400, min=60, help="Simulated seconds of load to prepare."),
+    error_rate: float = typer.Option(0.0, min=0.0, max=1.0, help="Fault: share of API requests answered 500/503."),
+    latency: float = typer.Option(0.0, min=0.0, help="Fault: seconds added to every API request."),
+    timeout_rate: float = typer.Option(0.0, min=0.0, max=1.0, help="Fault: share of API requests that hang unanswered."),
+    conflict_rate: float = typer.Option(0.0, min=0.0, max=1.0, help="Fault: share of writes refused with 409."),
+    drop_watches: bool = typer.Option(False, help="Fault: end every watch as soon as it starts."),
+    freeze_metrics: bool = typer.Option(False, help="Fault: /metrics keeps serving its first scrape."),
+) -> None:
+    """Serve the Kubernetes API (Deployments, HPAs, Pods, Leases, Events, PodMetrics) and /metrics."""
+    from rlscale.env.emulator.api import ClusterApi
+    from rlscale.env.emulator.server import EmulatorServer, Faults
+    from rlscale.env.scenario import load_scenario
+
+    faults = Faults(error_rate=error_rate, latency_s=latency, timeout_rate=timeout_rate, conflict_rate=conflict_rate,
+                    drop_watches=drop_watches, freeze_metrics=freeze_metrics)
+    api = ClusterApi(load_scenario(scenario), namespace=namespace, seed=seed, duration_s=duration)
+    try:
+        server = EmulatorServer(api, port=port, speed=speed, faults=faults, seed=seed)
+    except OSError as exc:
+        raise UserInputError("--port", f"cannot listen on 127.0.0.1:{port} ({exc.strerror or exc})") from None
+    if kubeconfig is not None:
+        server.write_kubeconfig(kubeconfig)
+    server.start()
+    err_console.print(f"serving {api.scenario.name} at {server.url} (x{speed:g} speed)"
+                      + (f"; kubeconfig: {kubeconfig}" if kubeconfig else ""), highlight=False)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
 
 
 def _require_training_extra() -> None:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from rlscale.training.compare import RECORD_FIELDS
-from rlscale.training.policies import POLICY_NAMES
+from rlscale.training.policies import default_policy_names
 
 from test_cli_errors import assert_one_line_error, run_cli
 
@@ -29,13 +29,15 @@ def test_compare_end_to_end_on_a_short_trace(tmp_path: Path) -> None:
     result = run_cli("compare", "--traces", str(trace.parent), "--seeds", "2", "--json", str(out), "--jobs", "2")
     assert result.returncode == 0, result.stderr
     data = json.loads(out.read_text())
-    assert set(data["policies"]) == set(POLICY_NAMES)
-    assert len(data["records"]) == len(POLICY_NAMES) * 1 * 2
+    names = default_policy_names()
+    assert "learned:default" in names  # the shipped policy runs by default
+    assert set(data["policies"]) == set(names)
+    assert len(data["records"]) == len(names) * 1 * 2
     for record in data["records"]:
         assert tuple(record) == RECORD_FIELDS
         assert record["trace"] == "short_10s" and record["seed"] in (0, 1)
         assert record["cost"] > 0 and 0 <= record["slo_violation_rate"] <= 1
-    assert set(data["summary"]) == set(POLICY_NAMES)
+    assert set(data["summary"]) == set(names)
     assert data["summary"]["hpa-tuned"]["cost_vs_reference"]["mean"] == pytest.approx(1.0)
     load = data["loads"]["short_10s"]
     assert load["kind"] == "trace" and load["duration_s"] == 1800 and load["time_scale"] == 1.0
@@ -43,7 +45,7 @@ def test_compare_end_to_end_on_a_short_trace(tmp_path: Path) -> None:
     assert "train" in data["tuning"]["loads"] and "eval" not in data["tuning"]["loads"]
     for policy in ("hpa-tuned", "hpa+vpa", "proportional-demand"):
         assert data["tuning"]["settings"][policy]
-    for name in POLICY_NAMES:
+    for name in names:
         assert name in result.stdout
 
 

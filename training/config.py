@@ -53,7 +53,7 @@ class TrainConfig:
 
     scenario: str = "image-classification"
     service: str | None = None  # default: the scenario's first service
-    total_timesteps: int = 300_000
+    total_timesteps: int = 500_000
     n_envs: int = 2  # environments, each in its own process
     seed: int = 0
     episode_s: int = 4 * 3600

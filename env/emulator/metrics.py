@@ -1,0 +1,90 @@
+"""The emulator's `/metrics`: what a real cluster's Prometheus would scrape, with the real names.
+
+- cAdvisor (kubelet): container_cpu_usage_seconds_total, container_cpu_cfs_periods_total,
+  container_cpu_cfs_throttled_periods_total (100 ms CFS periods), container_memory_working_set_bytes;
+- kube-state-metrics: Deployment replicas, pod readiness, container requests and limits,
+  restarts and the last termination reason (OOMKilled), HPA bounds and replicas;
+- each service's own request counter and latency histogram (inference_requests_total,
+  inference_request_duration_seconds).
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from rlscale.env.emulator.api import LATENCY_BUCKETS_S, ClusterApi
+
+CFS_PERIODS_PER_SECOND = 10  # the kernel's default cfs_period_us = 100 ms
+
+
+class ClusterCollector(Collector):
+    def __init__(self, api: ClusterApi) -> None:
+        self.api = api
+
+    def collect(self) -> Iterator[Metric]:
+        api = self.api
+        ns = api.namespace
+        pod_labels = ["namespace", "pod", "container"]
+        cpu = CounterMetricFamily("container_cpu_usage_seconds_total", "Cumulative CPU time consumed (cAdvisor).", labels=pod_labels)
+        periods = CounterMetricFamily("container_cpu_cfs_periods_total", "Elapsed CFS enforcement periods.", labels=pod_labels)
+        throttled = CounterMetricFamily("container_cpu_cfs_throttled_periods_total", "Throttled CFS periods.", labels=pod_labels)
+        memory = GaugeMetricFamily("container_memory_working_set_bytes", "Current working set (cAdvisor).", labels=pod_labels)
+        requests = GaugeMetricFamily("kube_pod_container_resource_requests", "Container requests.", labels=[*pod_labels, "resource", "unit"])
+        limits = GaugeMetricFamily("kube_pod_container_resource_limits", "Container limits.", labels=[*pod_labels, "resource", "unit"])
+        ready = GaugeMetricFamily("kube_pod_status_ready", "Pod readiness.", labels=["namespace", "pod", "condition"])
+        restarts = CounterMetricFamily("kube_pod_container_status_restarts_total", "Container restarts.", labels=pod_labels)
+        reason = GaugeMetricFamily("kube_pod_container_status_last_terminated_reason", "Last termination reason.",
+                                   labels=[*pod_labels, "reason"])
+        spec_replicas = GaugeMetricFamily("kube_deployment_spec_replicas", "Desired replicas.", labels=["namespace", "deployment"])
+        ready_replicas = GaugeMetricFamily("kube_deployment_status_replicas_ready", "Ready replicas.", labels=["namespace", "deployment"])
+        available = GaugeMetricFamily("kube_deployment_status_replicas_available", "Available replicas.", labels=["namespace", "deployment"])
+        hpa_labels = ["namespace", "horizontalpodautoscaler"]
+        hpa_min = GaugeMetricFamily("kube_horizontalpodautoscaler_spec_min_replicas", "HPA minReplicas.", labels=hpa_labels)
+        hpa_max = GaugeMetricFamily("kube_horizontalpodautoscaler_spec_max_replicas", "HPA maxReplicas.", labels=hpa_labels)
+        hpa_desired = GaugeMetricFamily("kube_horizontalpodautoscaler_status_desired_replicas", "HPA desired replicas.", labels=hpa_labels)
+        hpa_current = GaugeMetricFamily("kube_horizontalpodautoscaler_status_current_replicas", "HPA current replicas.", labels=hpa_labels)
+        app_requests = CounterMetricFamily("inference_requests", "Requests answered, by status code.", labels=["namespace", "service", "code"])
+        latency = HistogramMetricFamily("inference_request_duration_seconds", "Request latency of answered requests.",
+                                        labels=["namespace", "service"])
+        with api.lock:
+            telemetry = api.telemetry
+            for svc in api.sim.services:
+                name = svc.spec.name
+                ready_count = 0
+                for p in svc.pods:
+                    labels = [ns, p.name, name]
+                    is_ready = p.ready_since is not None
+                    ready_count += is_ready
+                    ready.add_metric([ns, p.name, "true"], float(is_ready))
+                    ready.add_metric([ns, p.name, "false"], float(not is_ready))
+                    requests.add_metric([*labels, "cpu", "core"], p.cpu_request)
+                    requests.add_metric([*labels, "memory", "byte"], p.memory_request)
+                    limits.add_metric([*labels, "cpu", "core"], p.cpu_limit)
+                    limits.add_metric([*labels, "memory", "byte"], p.memory_limit)
+                    restarts.add_metric(labels, float(p.restarts))
+                    if p.last_termination_reason:
+                        reason.add_metric([*labels, p.last_termination_reason], 1.0)
+                    if p.node is None:
+                        continue
+                    cpu.add_metric(labels, p.cpu_seconds)
+                    periods.add_metric(labels, p.running_seconds * CFS_PERIODS_PER_SECOND)
+                    throttled.add_metric(labels, p.throttled_seconds * CFS_PERIODS_PER_SECOND)
+                    memory.add_metric(labels, p.working_set if p.started_at is not None else 0.0)
+                spec_replicas.add_metric([ns, name], float(svc.replicas))
+                ready_replicas.add_metric([ns, name], float(ready_count))
+                available.add_metric([ns, name], float(ready_count))
+                hpa_min.add_metric([ns, name], float(svc.hpa_spec.min_replicas))
+                hpa_max.add_metric([ns, name], float(svc.hpa_spec.max_replicas))
+                decision = svc.last_hpa_decision
+                hpa_desired.add_metric([ns, name], float(decision.desired_replicas if decision else svc.replicas))
+                hpa_current.add_metric([ns, name], float(svc.replicas))
+                app_requests.add_metric([ns, name, "200"], telemetry.ok[name])
+                app_requests.add_metric([ns, name, "503"], telemetry.failed[name])
+                counts = telemetry.buckets[name]
+                buckets = [(f"{bound:g}", float(count)) for bound, count in zip(LATENCY_BUCKETS_S, counts)]
+                latency.add_metric([ns, name], [*buckets, ("+Inf", telemetry.ok[name])], telemetry.latency_sum[name])
+        yield from (cpu, periods, throttled, memory, requests, limits, ready, restarts, reason, spec_replicas, ready_replicas,
+                    available, hpa_min, hpa_max, hpa_desired, hpa_current, app_requests, latency)

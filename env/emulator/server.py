@@ -1,0 +1,317 @@
+"""The HTTP side of the emulator: routes, watches, faults, `/metrics`, and the real-time clock.
+
+`EmulatorServer` serves a `ClusterApi` on loopback to any Kubernetes client (JSON only) and
+advances the simulation in (optionally accelerated) wall-clock time, or not at all with
+speed 0, when a test steps it by hand. Faults can be set at start and changed at run time
+(`PUT /_emulator/faults` with a JSON body of the `Faults` fields).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+import re
+import threading
+import time
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+import yaml
+from prometheus_client import CollectorRegistry, generate_latest
+
+from rlscale.env.emulator.api import ApiError, ClusterApi, selector
+from rlscale.env.emulator.metrics import ClusterCollector
+from rlscale.env.emulator.store import Gone
+
+WATCH_DEFAULT_TIMEOUT_S = 300.0
+
+
+@dataclass
+class Faults:
+    """What goes wrong on purpose (all off by default)."""
+
+    error_rate: float = 0.0  # share of API requests answered 500/503
+    latency_s: float = 0.0  # added to every API request
+    timeout_rate: float = 0.0  # share of API requests that hang for `timeout_s`, then get no answer
+    timeout_s: float = 30.0
+    conflict_rate: float = 0.0  # share of writes refused with 409 Conflict
+    drop_watches: bool = False  # watches end right after they start
+    freeze_metrics: bool = False  # /metrics keeps serving the last scrape
+
+
+# (pattern, resource, subresource group index); groups: namespace, name, subresource
+ROUTES: list[tuple[re.Pattern[str], str]] = [
+    (re.compile(r"^/apis/apps/v1(?:/namespaces/(?P<ns>[^/]+))?/deployments(?:/(?P<name>[^/]+)(?:/(?P<sub>scale|status))?)?$"), "deployments"),
+    (re.compile(r"^/apis/autoscaling/v2(?:/namespaces/(?P<ns>[^/]+))?/horizontalpodautoscalers(?:/(?P<name>[^/]+)(?:/(?P<sub>status))?)?$"),
+     "horizontalpodautoscalers"),
+    (re.compile(r"^/api/v1(?:/namespaces/(?P<ns>[^/]+))?/pods(?:/(?P<name>[^/]+)(?:/(?P<sub>resize|status))?)?$"), "pods"),
+    (re.compile(r"^/apis/coordination\.k8s\.io/v1(?:/namespaces/(?P<ns>[^/]+))?/leases(?:/(?P<name>[^/]+))?$"), "leases"),
+    (re.compile(r"^/api/v1(?:/namespaces/(?P<ns>[^/]+))?/events(?:/(?P<name>[^/]+))?$"), "events"),
+    (re.compile(r"^/apis/metrics\.k8s\.io/v1beta1(?:/namespaces/(?P<ns>[^/]+))?/pods(?:/(?P<name>[^/]+))?$"), "podmetrics"),
+]
+DISCOVERY = {
+    "/version": {"major": "1", "minor": "33", "gitVersion": "v1.33.0-rlscale-emulator", "platform": "linux/amd64"},
+    "/api": {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []},
+    "/apis": {"kind": "APIGroupList", "apiVersion": "v1", "groups": [
+        {"name": group, "versions": [{"groupVersion": f"{group}/{v}", "version": v}], "preferredVersion": {"groupVersion": f"{group}/{v}", "version": v}}
+        for group, v in (("apps", "v1"), ("autoscaling", "v2"), ("coordination.k8s.io", "v1"), ("metrics.k8s.io", "v1beta1"))
+    ]},
+}
+
+
+class EmulatorServer:
+    """The emulator running: HTTP on 127.0.0.1, and a clock thread unless `speed` is 0."""
+
+    def __init__(self, api: ClusterApi, *, port: int = 0, speed: float = 1.0, faults: Faults | None = None, seed: int = 0) -> None:
+        self.api = api
+        self.speed = speed
+        self.faults = faults or Faults()
+        self.random = random.Random(seed)
+        self.registry = CollectorRegistry()
+        self.registry.register(ClusterCollector(api))
+        self._frozen_metrics: bytes | None = None
+        self._stopping = threading.Event()
+        handler = type("Handler", (_Handler,), {"emulator": self})
+        self.http = ThreadingHTTPServer(("127.0.0.1", port), handler)
+        self.http.daemon_threads = True
+        self._threads: list[threading.Thread] = []
+
+    @property
+    def url(self) -> str:
+        host, port = self.http.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> "EmulatorServer":
+        self._threads.append(threading.Thread(target=self.http.serve_forever, name="emulator-http", daemon=True))
+        if self.speed > 0:
+            self._threads.append(threading.Thread(target=self._run_clock, name="emulator-clock", daemon=True))
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self.http.shutdown()
+        self.http.server_close()
+        with self.api.lock:
+            self.api.store.changed.notify_all()  # wake watches so they end
+
+    def __enter__(self) -> "EmulatorServer":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _run_clock(self) -> None:
+        """Advance simulated time with the wall clock (x `speed`), whole seconds at a time."""
+        started, done = time.monotonic(), 0
+        while not self._stopping.is_set():
+            due = int((time.monotonic() - started) * self.speed) - done
+            if due > 0:
+                self.api.advance(due)
+                done += due
+            self._stopping.wait(max(0.01, min(0.2, 1.0 / self.speed)))
+
+    def metrics(self) -> bytes:
+        if self.faults.freeze_metrics and self._frozen_metrics is not None:
+            return self._frozen_metrics
+        self._frozen_metrics = generate_latest(self.registry)
+        return self._frozen_metrics
+
+    def write_kubeconfig(self, path: Path) -> None:
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "rlscale-emulator", "cluster": {"server": self.url}}],
+            "users": [{"name": "rlscale", "user": {"token": "emulator"}}],
+            "contexts": [{"name": "rlscale-emulator", "context": {"cluster": "rlscale-emulator", "user": "rlscale",
+                                                                  "namespace": self.api.namespace}}],
+            "current-context": "rlscale-emulator",
+        }
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
+
+    def set_faults(self, changes: dict[str, Any]) -> None:
+        known = {f.name for f in dataclasses.fields(Faults)}
+        unknown = set(changes) - known
+        if unknown:
+            raise ApiError(400, "BadRequest", f"unknown fault {sorted(unknown)[0]!r} (known: {', '.join(sorted(known))})")
+        self.faults = dataclasses.replace(self.faults, **changes)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    emulator: EmulatorServer
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet: tests and demos read their own logs
+        return
+
+    def do_GET(self) -> None:
+        self._handle("GET")
+
+    def do_POST(self) -> None:
+        self._handle("POST")
+
+    def do_PUT(self) -> None:
+        self._handle("PUT")
+
+    def do_PATCH(self) -> None:
+        self._handle("PATCH")
+
+    def do_DELETE(self) -> None:
+        self._handle("DELETE")
+
+    # -- dispatch --------------------------------------------------------------------------------
+
+    def _handle(self, method: str) -> None:
+        url = urlparse(self.path)
+        query = {k: v[-1] for k, v in parse_qs(url.query).items()}
+        body = self._body()
+        try:
+            if url.path == "/metrics":
+                return self._send(200, self.emulator.metrics(), "text/plain; version=0.0.4; charset=utf-8")
+            if url.path in ("/healthz", "/readyz", "/livez"):
+                return self._send(200, b"ok", "text/plain")
+            if url.path == "/_emulator/faults":
+                if method == "PUT":
+                    self.emulator.set_faults(json.loads(body or b"{}"))
+                return self._json(200, dataclasses.asdict(self.emulator.faults))
+            if url.path in DISCOVERY:
+                return self._json(200, DISCOVERY[url.path])
+            if self._inject_faults(method):
+                return
+            self._api(method, url.path, query, body)
+        except ApiError as error:
+            self._json(error.code, error.status())
+        except (ValueError, json.JSONDecodeError) as error:
+            self._json(400, ApiError(400, "BadRequest", f"malformed request: {error}").status())
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+    def _inject_faults(self, method: str) -> bool:
+        """Apply the configured faults; True when the request is already answered (or dropped)."""
+        faults, rng = self.emulator.faults, self.emulator.random
+        if faults.latency_s > 0:
+            time.sleep(faults.latency_s)
+        if faults.timeout_rate > 0 and rng.random() < faults.timeout_rate:
+            time.sleep(faults.timeout_s)
+            self.close_connection = True
+            return True
+        if faults.error_rate > 0 and rng.random() < faults.error_rate:
+            code, reason = rng.choice([(500, "InternalError"), (503, "ServiceUnavailable")])
+            self._json(code, ApiError(code, reason, "injected fault").status())
+            return True
+        if method in ("PUT", "PATCH", "POST") and faults.conflict_rate > 0 and rng.random() < faults.conflict_rate:
+            self._json(409, ApiError(409, "Conflict", "injected conflict: the object has been modified; please apply your "
+                                                      "changes to the latest version and try again").status())
+            return True
+        return False
+
+    def _api(self, method: str, path: str, query: dict[str, str], body: bytes) -> None:
+        api = self.emulator.api
+        for pattern, resource in ROUTES:
+            match = pattern.match(path)
+            if match:
+                break
+        else:
+            raise ApiError(404, "NotFound", f"the server could not find the requested resource ({path})")
+        ns, name, sub = match.group("ns"), match.group("name"), match.groupdict().get("sub")
+        if resource == "podmetrics":
+            if method != "GET":
+                raise ApiError(405, "MethodNotAllowed", "metrics are read-only")
+            return self._json(200, api.pod_metrics(ns, name, query.get("labelSelector")))
+        if method == "GET" and name is None:
+            if query.get("watch") in ("true", "1"):
+                return self._watch(resource, ns, query)
+            return self._json(200, api.list(resource, ns, query.get("labelSelector"), query.get("fieldSelector")))
+        if ns is None:
+            raise ApiError(404, "NotFound", "a namespace is needed for this request")
+        if method == "GET":
+            return self._json(200, api.get_scale(ns, name) if sub == "scale" else api.get(resource, ns, name))
+        if method == "POST" and name is None:
+            return self._json(201, api.create(resource, ns, _decode(body)))
+        if name is None:
+            raise ApiError(405, "MethodNotAllowed", f"{method} needs an object name")
+        if method == "PUT":
+            return self._json(200, api.replace(resource, ns, name, _decode(body), sub))
+        if method == "PATCH":
+            content_type = (self.headers.get("Content-Type") or "").split(";")[0].strip()
+            return self._json(200, api.patch(resource, ns, name, _decode(body), content_type, sub))
+        if method == "DELETE":
+            return self._json(200, api.delete(resource, ns, name))
+        raise ApiError(405, "MethodNotAllowed", f"{method} is not supported here")
+
+    # -- watch -----------------------------------------------------------------------------------
+
+    def _watch(self, resource: str, namespace: str | None, query: dict[str, str]) -> None:
+        """Stream watch events (one JSON object per line) from `resourceVersion`, until the timeout."""
+        api, store = self.emulator.api, self.emulator.api.store
+        timeout = float(query.get("timeoutSeconds") or WATCH_DEFAULT_TIMEOUT_S)
+        deadline = time.monotonic() + timeout
+        matches = selector(query.get("labelSelector"))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        with api.lock:
+            since = int(query["resourceVersion"]) if query.get("resourceVersion") not in (None, "", "0") else None
+            if since is None:  # no version: the current objects as ADDED, then changes
+                initial = store.list(resource, namespace, lambda o: matches(o["metadata"].get("labels") or {}))
+                self._chunks([{"type": "ADDED", "object": o} for o in initial])
+                since = store.resource_version
+        while not self.emulator._stopping.is_set():
+            if self.emulator.faults.drop_watches:
+                break
+            with api.lock:
+                try:
+                    events = store.events_since(resource, namespace, since)
+                except Gone as gone:
+                    self._chunks([{"type": "ERROR", "object": ApiError(410, "Expired", str(gone)).status()}])
+                    break
+                events = [e for e in events if matches(e.object["metadata"].get("labels") or {})] or []
+                if not events:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    store.wait(min(remaining, 1.0))
+                    continue
+                since = max(e.resource_version for e in events)
+            self._chunks([{"type": e.type, "object": e.object} for e in events])
+        self._write_chunk(b"")
+        self.close_connection = True
+
+    def _chunks(self, events: list[dict[str, Any]]) -> None:
+        for event in events:
+            self._write_chunk(json.dumps(event).encode() + b"\n")
+
+    def _write_chunk(self, data: bytes) -> None:
+        self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+        self.wfile.flush()
+
+    # -- plumbing --------------------------------------------------------------------------------
+
+    def _body(self) -> bytes:
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
+
+    def _json(self, code: int, payload: Any) -> None:
+        self._send(code, json.dumps(payload).encode(), "application/json")
+
+    def _send(self, code: int, data: bytes, content_type: str) -> None:
+        self.send_response(code)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+def _decode(body: bytes) -> Any:
+    if not body:
+        raise ApiError(400, "BadRequest", "a body is required")
+    try:
+        return json.loads(body)
+    except json.JSONDecodeError as exc:
+        raise ApiError(400, "BadRequest", f"the body is not JSON: {exc}") from None
