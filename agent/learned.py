@@ -35,6 +35,19 @@ MANIFEST = "policy.json"
 ACTIVATIONS = {"tanh": np.tanh, "relu": lambda x: np.maximum(x, 0.0)}
 
 
+def shipped_model(name: str) -> Path | None:
+    """The directory of a policy that ships with rlscale (in `rlscale.models`), if there is one by that name."""
+    from importlib import resources
+
+    folder = resources.files("rlscale.models") / name
+    return Path(str(folder)) if (folder / MANIFEST).is_file() else None
+
+
+def resolve_policy_path(where: str) -> Path | None:
+    """A policy directory given as a path or as the name of a shipped policy."""
+    return Path(where) if Path(where).exists() else shipped_model(where)
+
+
 def action_table() -> dict[str, list[float]]:
     """The codec's moves, recorded with a policy so a changed codec is caught on load."""
     return {

@@ -22,7 +22,7 @@ from rlscale.agent.learned import LearnedPolicy
 from rlscale.agent.policy import EpisodeContext
 from rlscale.env.backend import SimBackend
 from rlscale.env.scenario import load_scenario
-from rlscale.training.policies import shipped_model
+from rlscale.agent.learned import shipped_model
 
 
 def main() -> None:

@@ -198,6 +198,7 @@ def cluster_sim_serve(
     conflict_rate: float = typer.Option(0.0, min=0.0, max=1.0, help="Fault: share of writes refused with 409."),
     drop_watches: bool = typer.Option(False, help="Fault: end every watch as soon as it starts."),
     freeze_metrics: bool = typer.Option(False, help="Fault: /metrics keeps serving its first scrape."),
+    nan_metrics: bool = typer.Option(False, help="Fault: container CPU counters are NaN."),
 ) -> None:
     """Serve the Kubernetes API (Deployments, HPAs, Pods, Leases, Events, PodMetrics) and /metrics."""
     from rlscale.env.emulator.api import ClusterApi
@@ -205,7 +206,7 @@ def cluster_sim_serve(
     from rlscale.env.scenario import load_scenario
 
     faults = Faults(error_rate=error_rate, latency_s=latency, timeout_rate=timeout_rate, conflict_rate=conflict_rate,
-                    drop_watches=drop_watches, freeze_metrics=freeze_metrics)
+                    drop_watches=drop_watches, freeze_metrics=freeze_metrics, nan_metrics=nan_metrics)
     api = ClusterApi(load_scenario(scenario), namespace=namespace, seed=seed, duration_s=duration)
     try:
         server = EmulatorServer(api, port=port, speed=speed, faults=faults, seed=seed)
@@ -224,6 +225,41 @@ def cluster_sim_serve(
         pass
     finally:
         server.stop()
+
+
+controller_app = typer.Typer(help="The in-cluster controller.", no_args_is_help=True)
+app.add_typer(controller_app, name="controller")
+
+
+@controller_app.command("run")
+def controller_run(
+    config: Path = typer.Option(..., help="The controller's YAML configuration."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Decide and log, write nothing."),
+    mode: Optional[str] = typer.Option(None, help="act, dry-run or shadow (overrides the config)."),
+    kubeconfig: Optional[Path] = typer.Option(None, help="Outside a cluster: the kubeconfig to use."),
+    identity: Optional[str] = typer.Option(None, help="This replica's name in leader election (default: host-pid)."),
+) -> None:
+    """Run the control loop: observe, decide, guard, actuate; fail static when unsure."""
+    import dataclasses
+
+    from rlscale.controller.config import MODES, load_controller_config
+    from rlscale.controller.main import api_client, build
+    from rlscale.controller.telemetry import serve
+
+    settings = load_controller_config(config)
+    chosen = "dry-run" if dry_run else (mode or settings.mode)
+    if chosen not in MODES:
+        raise UserInputError("--mode", f"must be one of {', '.join(MODES)}; got {chosen!r}")
+    settings = dataclasses.replace(settings, mode=chosen)
+    controller = build(settings, api_client(kubeconfig), identity=identity)
+    try:
+        serve(controller.telemetry, settings.listen_port)
+    except OSError as exc:
+        raise UserInputError("listen_port", f"cannot listen on port {settings.listen_port} ({exc.strerror or exc})") from None
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: controller.stop.set())
+    controller.log.info("started", extra={"mode": chosen, "policy": settings.policy, "namespace": settings.namespace})
+    controller.run()
 
 
 def _require_training_extra() -> None:

@@ -59,6 +59,10 @@ class Reader:
     def has(self, key: str) -> bool:
         return key in self._data
 
+    def keys(self) -> list[str]:
+        """The keys present, for mappings keyed by user-chosen names."""
+        return [str(k) for k in self._data]
+
     def _raw(self, key: str, default: Any) -> Any:
         self._read.add(key)
         if key in self._data and self._data[key] is not None:

@@ -7,7 +7,7 @@ import numpy as np
 from rlscale.agent.learned import LearnedPolicy, load_exported
 from rlscale.env.scenario import load_scenario
 from rlscale.training.loads import trace_cases
-from rlscale.training.policies import shipped_model
+from rlscale.agent.learned import shipped_model
 from rlscale.training.runner import run_policy
 
 from conftest import SHARED

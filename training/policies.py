@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from importlib import resources
-from pathlib import Path
 from typing import Any
 
 from rlscale.agent.hpa_policies import HpaPolicy, HpaSetting, HpaVpaPolicy
-from rlscale.agent.learned import LearnedPolicy, load_exported
+from rlscale.agent.learned import LearnedPolicy, load_exported, resolve_policy_path, shipped_model
 from rlscale.agent.oracle import Oracle
 from rlscale.agent.policy import Policy
 from rlscale.agent.proportional import ProportionalShare
@@ -61,12 +59,6 @@ class PolicySpec:
         return {}
 
 
-def shipped_model(name: str) -> Path | None:
-    """The directory of a policy that ships with rlscale, if there is one by that name."""
-    folder = resources.files("rlscale.models") / name
-    return Path(str(folder)) if (folder / "policy.json").is_file() else None
-
-
 def default_policy_names() -> list[str]:
     """Every baseline, and the shipped learned policy when there is one."""
     return [*([f"{LEARNED_PREFIX}default"] if shipped_model("default") else []), *POLICY_NAMES]
@@ -80,8 +72,7 @@ def parse_policy_names(text: str) -> list[PolicySpec]:
     specs = []
     for name in names:
         if name.startswith(LEARNED_PREFIX):
-            where = name.removeprefix(LEARNED_PREFIX)
-            path = Path(where) if Path(where).exists() else shipped_model(where)
+            path = resolve_policy_path(name.removeprefix(LEARNED_PREFIX))
             if path is None:
                 raise UserInputError("--policies", f"{name}: no such policy directory or shipped policy")
             load_exported(path)  # refuse a broken policy before any run starts

@@ -211,6 +211,9 @@ class ClusterApi:
     def patch(self, resource: str, namespace: str, name: str, body: Any, content_type: str, subresource: str | None = None) -> dict[str, Any]:
         with self.lock:
             current = self.get_scale(namespace, name) if subresource == "scale" else self.get(resource, namespace, name)
+            precondition = body.get("metadata", {}).get("resourceVersion") if isinstance(body, dict) and isinstance(body.get("metadata"), dict) else None
+            if precondition and precondition != current["metadata"]["resourceVersion"]:
+                raise conflict(resource, name)  # a resourceVersion in a patch is an optimistic lock
             try:
                 desired = apply_patch(current, body, content_type)
             except PatchError as exc:

@@ -10,7 +10,9 @@
 
 from __future__ import annotations
 
-from typing import Iterator
+import math
+import time
+from typing import Callable, Iterator
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -21,19 +23,25 @@ CFS_PERIODS_PER_SECOND = 10  # the kernel's default cfs_period_us = 100 ms
 
 
 class ClusterCollector(Collector):
-    def __init__(self, api: ClusterApi) -> None:
+    """`nan` (a fault) makes the container CPU counters NaN, as a broken exporter would."""
+
+    def __init__(self, api: ClusterApi, nan: Callable[[], bool] = lambda: False) -> None:
         self.api = api
+        self.nan = nan
 
     def collect(self) -> Iterator[Metric]:
         api = self.api
+        stamp = time.time()  # cAdvisor stamps its samples; a frozen exporter's samples then age
         ns = api.namespace
         pod_labels = ["namespace", "pod", "container"]
         cpu = CounterMetricFamily("container_cpu_usage_seconds_total", "Cumulative CPU time consumed (cAdvisor).", labels=pod_labels)
         periods = CounterMetricFamily("container_cpu_cfs_periods_total", "Elapsed CFS enforcement periods.", labels=pod_labels)
         throttled = CounterMetricFamily("container_cpu_cfs_throttled_periods_total", "Throttled CFS periods.", labels=pod_labels)
         memory = GaugeMetricFamily("container_memory_working_set_bytes", "Current working set (cAdvisor).", labels=pod_labels)
-        requests = GaugeMetricFamily("kube_pod_container_resource_requests", "Container requests.", labels=[*pod_labels, "resource", "unit"])
-        limits = GaugeMetricFamily("kube_pod_container_resource_limits", "Container limits.", labels=[*pod_labels, "resource", "unit"])
+        requests = GaugeMetricFamily("kube_pod_container_resource_requests", "Container requests.",
+                                     labels=[*pod_labels, "node", "resource", "unit"])
+        limits = GaugeMetricFamily("kube_pod_container_resource_limits", "Container limits.", labels=[*pod_labels, "node", "resource", "unit"])
+        allocatable = GaugeMetricFamily("kube_node_status_allocatable", "Node allocatable resources.", labels=["node", "resource", "unit"])
         ready = GaugeMetricFamily("kube_pod_status_ready", "Pod readiness.", labels=["namespace", "pod", "condition"])
         restarts = CounterMetricFamily("kube_pod_container_status_restarts_total", "Container restarts.", labels=pod_labels)
         reason = GaugeMetricFamily("kube_pod_container_status_last_terminated_reason", "Last termination reason.",
@@ -60,19 +68,20 @@ class ClusterCollector(Collector):
                     ready_count += is_ready
                     ready.add_metric([ns, p.name, "true"], float(is_ready))
                     ready.add_metric([ns, p.name, "false"], float(not is_ready))
-                    requests.add_metric([*labels, "cpu", "core"], p.cpu_request)
-                    requests.add_metric([*labels, "memory", "byte"], p.memory_request)
-                    limits.add_metric([*labels, "cpu", "core"], p.cpu_limit)
-                    limits.add_metric([*labels, "memory", "byte"], p.memory_limit)
+                    node = p.node.name if p.node is not None else ""
+                    requests.add_metric([*labels, node, "cpu", "core"], p.cpu_request)
+                    requests.add_metric([*labels, node, "memory", "byte"], p.memory_request)
+                    limits.add_metric([*labels, node, "cpu", "core"], p.cpu_limit)
+                    limits.add_metric([*labels, node, "memory", "byte"], p.memory_limit)
                     restarts.add_metric(labels, float(p.restarts))
                     if p.last_termination_reason:
                         reason.add_metric([*labels, p.last_termination_reason], 1.0)
                     if p.node is None:
                         continue
-                    cpu.add_metric(labels, p.cpu_seconds)
-                    periods.add_metric(labels, p.running_seconds * CFS_PERIODS_PER_SECOND)
-                    throttled.add_metric(labels, p.throttled_seconds * CFS_PERIODS_PER_SECOND)
-                    memory.add_metric(labels, p.working_set if p.started_at is not None else 0.0)
+                    cpu.add_metric(labels, math.nan if self.nan() else p.cpu_seconds, timestamp=stamp)
+                    periods.add_metric(labels, p.running_seconds * CFS_PERIODS_PER_SECOND, timestamp=stamp)
+                    throttled.add_metric(labels, p.throttled_seconds * CFS_PERIODS_PER_SECOND, timestamp=stamp)
+                    memory.add_metric(labels, p.working_set if p.started_at is not None else 0.0, timestamp=stamp)
                 spec_replicas.add_metric([ns, name], float(svc.replicas))
                 ready_replicas.add_metric([ns, name], float(ready_count))
                 available.add_metric([ns, name], float(ready_count))
@@ -86,5 +95,8 @@ class ClusterCollector(Collector):
                 counts = telemetry.buckets[name]
                 buckets = [(f"{bound:g}", float(count)) for bound, count in zip(LATENCY_BUCKETS_S, counts)]
                 latency.add_metric([ns, name], [*buckets, ("+Inf", telemetry.ok[name])], telemetry.latency_sum[name])
-        yield from (cpu, periods, throttled, memory, requests, limits, ready, restarts, reason, spec_replicas, ready_replicas,
+            for node in api.sim.nodes:
+                allocatable.add_metric([node.name, "cpu", "core"], node.cpu)
+                allocatable.add_metric([node.name, "memory", "byte"], node.memory)
+        yield from (cpu, periods, throttled, memory, requests, limits, allocatable, ready, restarts, reason, spec_replicas, ready_replicas,
                     available, hpa_min, hpa_max, hpa_desired, hpa_current, app_requests, latency)

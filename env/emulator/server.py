@@ -41,7 +41,8 @@ class Faults:
     timeout_s: float = 30.0
     conflict_rate: float = 0.0  # share of writes refused with 409 Conflict
     drop_watches: bool = False  # watches end right after they start
-    freeze_metrics: bool = False  # /metrics keeps serving the last scrape
+    freeze_metrics: bool = False  # /metrics keeps serving the last scrape (its samples age)
+    nan_metrics: bool = False  # container CPU counters are NaN
 
 
 # (pattern, resource, subresource group index); groups: namespace, name, subresource
@@ -73,7 +74,7 @@ class EmulatorServer:
         self.faults = faults or Faults()
         self.random = random.Random(seed)
         self.registry = CollectorRegistry()
-        self.registry.register(ClusterCollector(api))
+        self.registry.register(ClusterCollector(api, nan=lambda: self.faults.nan_metrics))
         self._frozen_metrics: bytes | None = None
         self._stopping = threading.Event()
         handler = type("Handler", (_Handler,), {"emulator": self})

@@ -1,0 +1,186 @@
+"""The controller's configuration: one typed object, read from YAML with precise errors.
+
+Per-service settings can also come from annotations on the service's HPA (`ANNOTATIONS`);
+the config's `services` section wins over annotations, which win over the defaults.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rlscale.controller.profiles import PROFILES
+from rlscale.env.scenario import Prices
+from rlscale.validation import Reader, load_yaml_file
+
+MODES = ("act", "dry-run", "shadow")
+RESIZE_MODES = ("auto", "in_place", "rolling")
+ANNOTATION_PREFIX = "rlscale.io/"
+ORIGINAL_BOUNDS = ANNOTATION_PREFIX + "original-bounds"
+ANNOTATIONS = {
+    "slo-latency-seconds": "the latency target (seconds)",
+    "slo-quantile": "the latency quantile the target applies to (e.g. 0.95)",
+    "min-replicas": "the fewest replicas rlscale may choose (default: the HPA's minReplicas)",
+    "max-replicas": "the most replicas rlscale may choose (default: the HPA's maxReplicas)",
+    "cpu-limit-range": "'min,max' CPU limit rlscale may choose (default: the current limit only)",
+    "memory-limit-range": "'min,max' memory limit rlscale may choose (default: the current limit only)",
+    "container": "the container to size (default: the first)",
+}
+
+
+@dataclass(frozen=True)
+class PrometheusSettings:
+    url: str = "http://prometheus-server.monitoring.svc:9090"
+    profile: str = "generic"
+    window_s: int = 60
+    staleness_s: float = 120.0  # metrics older than this are stale: fail static
+    timeout_s: float = 5.0
+    # selectors; {namespace}, {service} (the HPA's target), {deployment}, {container} are filled in
+    app_selector: str = 'namespace="{namespace}",service="{service}"'
+    pod_selector: str = 'namespace="{namespace}",pod=~"{deployment}-.*",container="{container}"'
+
+
+@dataclass(frozen=True)
+class GuardSettings:
+    max_scale_up: float = 2.0  # at most x this many replicas in one decision
+    max_scale_down: float = 0.5  # at least x this many replicas after one decision
+    scale_down_cooldown_s: float = 120.0  # no scale-down this soon after a scale-up
+    resource_change_interval_s: float = 600.0  # at most one resource change per service in this time
+
+
+@dataclass(frozen=True)
+class LeaderSettings:
+    enabled: bool = True
+    lease_name: str = "rlscale-controller"
+    namespace: str = "rlscale-system"
+    lease_duration_s: float = 15.0
+    renew_period_s: float = 5.0
+
+
+@dataclass(frozen=True)
+class ServiceOverrides:
+    slo_latency_s: float | None = None
+    slo_quantile: float | None = None
+    min_replicas: int | None = None
+    max_replicas: int | None = None
+    cpu_limit_range: tuple[float, float] | None = None
+    memory_limit_range: tuple[float, float] | None = None
+
+
+@dataclass(frozen=True)
+class ControllerConfig:
+    namespace: str = "default"
+    selector: str = "rlscale.io/managed=true"  # a label selector on HPAs
+    policy: str = "learned:default"  # learned:PATH or a heuristic: hpa, proportional-demand, ...
+    interval_s: float = 30.0
+    mode: str = "act"
+    headroom: int = 0  # upward room left to the HPA above each decision (0: pinned)
+    resize: str = "auto"  # resource changes: pods/resize if the cluster has it, else the pod template
+    listen_port: int = 8081  # /metrics, /healthz, /readyz
+    fail_static_after_api_failures: int = 3
+    api_timeout_s: float = 10.0
+    default_slo_latency_s: float = 1.0
+    default_slo_quantile: float = 0.95
+    prices: Prices = Prices(cpu_core_hour=0.0316, memory_gib_hour=0.00424)
+    prometheus: PrometheusSettings = field(default_factory=PrometheusSettings)
+    guard: GuardSettings = field(default_factory=GuardSettings)
+    leader_election: LeaderSettings = field(default_factory=LeaderSettings)
+    services: dict[str, ServiceOverrides] = field(default_factory=dict)
+
+
+def load_controller_config(path: str | Path) -> ControllerConfig:
+    reader = Reader(load_yaml_file(Path(path)) or {}, str(path))
+    return config_from_reader(reader)
+
+
+def config_from_reader(reader: Reader) -> ControllerConfig:
+    d = ControllerConfig()
+    prices = reader.mapping("prices")
+    config = ControllerConfig(
+        namespace=reader.string("namespace", d.namespace),
+        selector=reader.string("selector", d.selector),
+        policy=reader.string("policy", d.policy),
+        interval_s=reader.number("interval_s", d.interval_s, min_value=1.0),
+        mode=reader.string("mode", d.mode, choices=MODES),
+        headroom=reader.number("headroom", d.headroom, min_value=0, integer=True),
+        resize=reader.string("resize", d.resize, choices=RESIZE_MODES),
+        listen_port=reader.number("listen_port", d.listen_port, min_value=0, max_value=65535, integer=True),
+        fail_static_after_api_failures=reader.number("fail_static_after_api_failures", d.fail_static_after_api_failures,
+                                                     min_value=1, integer=True),
+        api_timeout_s=reader.number("api_timeout_s", d.api_timeout_s, positive=True),
+        default_slo_latency_s=reader.number("default_slo_latency_s", d.default_slo_latency_s, positive=True),
+        default_slo_quantile=reader.number("default_slo_quantile", d.default_slo_quantile, min_value=0.5, max_value=0.9999),
+        prices=Prices(
+            cpu_core_hour=prices.number("cpu_core_hour", d.prices.cpu_core_hour, min_value=0.0),
+            memory_gib_hour=prices.number("memory_gib_hour", d.prices.memory_gib_hour, min_value=0.0),
+        ),
+        prometheus=_prometheus(reader.mapping("prometheus")),
+        guard=_guard(reader.mapping("guard")),
+        leader_election=_leader(reader.mapping("leader_election")),
+        services={r.path.split(".")[-1]: _overrides(r) for r in _named_mappings(reader, "services")},
+    )
+    prices.done()
+    reader.done()
+    return config
+
+
+def _named_mappings(reader: Reader, key: str) -> list[Reader]:
+    section = reader.mapping(key)
+    return [section.mapping(name) for name in section.keys()]  # every key is a service name
+
+
+def _prometheus(reader: Reader) -> PrometheusSettings:
+    d = PrometheusSettings()
+    settings = PrometheusSettings(
+        url=reader.string("url", d.url),
+        profile=reader.string("profile", d.profile, choices=sorted(PROFILES)),
+        window_s=reader.number("window_s", d.window_s, min_value=1, integer=True),
+        staleness_s=reader.number("staleness_s", d.staleness_s, positive=True),
+        timeout_s=reader.number("timeout_s", d.timeout_s, positive=True),
+        app_selector=reader.string("app_selector", d.app_selector),
+        pod_selector=reader.string("pod_selector", d.pod_selector),
+    )
+    reader.done()
+    return settings
+
+
+def _guard(reader: Reader) -> GuardSettings:
+    d = GuardSettings()
+    settings = GuardSettings(
+        max_scale_up=reader.number("max_scale_up", d.max_scale_up, min_value=1.0),
+        max_scale_down=reader.number("max_scale_down", d.max_scale_down, min_value=0.0, max_value=1.0),
+        scale_down_cooldown_s=reader.number("scale_down_cooldown_s", d.scale_down_cooldown_s, min_value=0.0),
+        resource_change_interval_s=reader.number("resource_change_interval_s", d.resource_change_interval_s, min_value=0.0),
+    )
+    reader.done()
+    return settings
+
+
+def _leader(reader: Reader) -> LeaderSettings:
+    d = LeaderSettings()
+    settings = LeaderSettings(
+        enabled=reader.boolean("enabled", d.enabled),
+        lease_name=reader.string("lease_name", d.lease_name),
+        namespace=reader.string("namespace", d.namespace),
+        lease_duration_s=reader.number("lease_duration_s", d.lease_duration_s, positive=True),
+        renew_period_s=reader.number("renew_period_s", d.renew_period_s, positive=True),
+    )
+    reader.done()
+    if settings.renew_period_s >= settings.lease_duration_s:
+        raise reader.fail("renew_period_s", f"must be shorter than lease_duration_s ({settings.lease_duration_s:g})")
+    return settings
+
+
+def _overrides(reader: Reader) -> ServiceOverrides:
+    overrides = ServiceOverrides(
+        slo_latency_s=reader.number("slo_latency_s", None, positive=True),
+        slo_quantile=reader.number("slo_quantile", None, min_value=0.5, max_value=0.9999),
+        min_replicas=reader.number("min_replicas", None, min_value=1, integer=True),
+        max_replicas=reader.number("max_replicas", None, min_value=1, integer=True),
+        cpu_limit_range=reader.pair("cpu_limit_range", None),
+        memory_limit_range=reader.pair("memory_limit_range", None),
+    )
+    reader.done()
+    if overrides.min_replicas and overrides.max_replicas and overrides.min_replicas > overrides.max_replicas:
+        raise reader.fail("min_replicas", f"must not exceed max_replicas ({overrides.max_replicas})")
+    return overrides

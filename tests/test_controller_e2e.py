@@ -1,0 +1,230 @@
+"""The controller end to end: the emulator (real time), a real Prometheus, the official client."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import threading
+import time
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+import pytest
+
+from rlscale.agent.policy import Policy
+from rlscale.controller.config import ORIGINAL_BOUNDS, ControllerConfig, LeaderSettings, PrometheusSettings
+from rlscale.controller.main import build
+from rlscale.env.scenario import scenario_from_config
+from rlscale.env.state import Decision, ServiceState
+from rlscale.validation import Reader
+
+from conftest import ONE_SERVICE, PROJECT_ROOT, merge
+from emulator_fixtures import client_for, running_cluster
+from prometheus_server import PrometheusServer
+
+pytestmark = pytest.mark.e2e
+NS = "default"
+WEB = merge(ONE_SERVICE["services"][0], {
+    "name": "web",
+    "workload": {"kind": "step", "base_rps": 5, "step_rps": 35, "at_s": 25},
+    "request": {"cpu_seconds": 0.05, "memory": "8Mi"},
+    "replica": {"concurrency": 2, "base_memory": "100Mi", "startup_s": 2},
+    "resources": {"requests": {"cpu": "500m", "memory": "256Mi"}, "limits": {"cpu": "1", "memory": "512Mi"}},
+    "replicas": 2,
+    "bounds": {"replicas": [1, 20]},
+    "slo": {"quantile": 0.95, "latency_s": 0.5},
+})
+SCENARIO = scenario_from_config(Reader(merge(ONE_SERVICE, {"services": [WEB]}), "e2e"), PROJECT_ROOT)
+INTERVAL_S = 2.0
+
+
+class PerReplica(Policy):
+    """A plain test policy: one replica per 8 requests/s (deterministic, so the test checks the machinery)."""
+
+    name = "per-replica"
+
+    def decide(self, state: ServiceState) -> Decision:
+        return Decision(max(1, math.ceil(state.load_rps / 8)), state.cpu_request, state.cpu_limit, state.memory_request, state.memory_limit)
+
+
+class Fixed(Policy):
+    """Always the same number of replicas."""
+
+    name = "fixed"
+
+    def __init__(self, replicas: int) -> None:
+        self.replicas = replicas
+
+    def decide(self, state: ServiceState) -> Decision:
+        return Decision(self.replicas, state.cpu_request, state.cpu_limit, state.memory_request, state.memory_limit)
+
+
+class Broken(Policy):
+    name = "broken"
+
+    def decide(self, state: ServiceState) -> Decision:
+        return Decision(-5, state.cpu_request, float("nan"), state.memory_request, state.memory_limit)
+
+
+@contextmanager
+def live(**faults: Any) -> Iterator[tuple[Any, PrometheusServer]]:
+    with running_cluster(SCENARIO, speed=1.0, duration_s=3600) as cluster:
+        cluster.autoscaling.patch_namespaced_horizontal_pod_autoscaler(
+            "web", NS, {"metadata": {"labels": {"rlscale.io/managed": "true"},
+                                     "annotations": {"rlscale.io/slo-latency-seconds": "0.5"}}})
+        with PrometheusServer([cluster.server.url.removeprefix("http://")], interval_s=1.0) as prometheus:
+            prometheus.wait_for_series('container_cpu_usage_seconds_total{pod=~"web-.*"}')
+            prometheus.wait_for_scrapes(4)
+            yield cluster, prometheus
+
+
+def config_for(prometheus: PrometheusServer, **changes: Any) -> ControllerConfig:
+    base = ControllerConfig(
+        namespace=NS, interval_s=INTERVAL_S, api_timeout_s=2.0, fail_static_after_api_failures=2,
+        prometheus=PrometheusSettings(url=prometheus.url, window_s=4, staleness_s=5.0, timeout_s=2.0),
+        leader_election=LeaderSettings(enabled=False),
+    )
+    return dataclasses.replace(base, **changes)
+
+
+def hpa_bounds(cluster: Any) -> tuple[int, int, str | None]:
+    hpa = cluster.autoscaling.read_namespaced_horizontal_pod_autoscaler("web", NS)
+    return hpa.spec.min_replicas, hpa.spec.max_replicas, (hpa.metadata.annotations or {}).get(ORIGINAL_BOUNDS)
+
+
+def hpa_bounds_when_possible(cluster: Any) -> tuple[int, int, str | None]:
+    """The HPA's bounds read past the injected faults (straight from the emulator's store)."""
+    hpa = cluster.api.get("horizontalpodautoscalers", NS, "web")
+    return hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"], hpa["metadata"]["annotations"].get(ORIGINAL_BOUNDS)
+
+
+def wait_until(condition: Any, timeout_s: float, what: str) -> float:
+    """Poll `condition` until true; the seconds it took."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout_s:
+        if condition():
+            return time.monotonic() - started
+        time.sleep(0.2)
+    raise AssertionError(f"{what}: not within {timeout_s} s")
+
+
+def test_load_step_pins_the_hpa_and_shutdown_restores_it() -> None:
+    with live() as (cluster, prometheus):
+        controller = build(config_for(prometheus), client_for(cluster.server.url), policy=PerReplica())
+        runner = threading.Thread(target=controller.run, daemon=True)
+        runner.start()
+        try:
+            wait_until(lambda: hpa_bounds(cluster)[2] is not None, 10, "the controller pins the HPA")
+            assert hpa_bounds(cluster)[:2] == (1, 1)  # 5 requests/s: one replica
+            assert json.loads(hpa_bounds(cluster)[2]) == {"minReplicas": 1, "maxReplicas": 20}
+            # the step to 35 requests/s at t=25 s (5 replicas): once it shows in the rate window, replicas rise within two intervals
+            wait_until(lambda: prometheus.query('sum(rate(inference_requests_total{service="web"}[4s]))')[0][1] > 30, 40,
+                       "the load step shows in Prometheus")
+            wait_until(lambda: hpa_bounds(cluster)[0] > 1, 2 * INTERVAL_S + 1, "the controller raises the replicas")
+            # the guard at most doubles the Deployment's replicas per decision, and the HPA moves the Deployment to
+            # pinned bounds at its next sync (every 15 s): the bounds end where the decision says
+            wait_until(lambda: hpa_bounds(cluster)[:2] == (5, 5), 40, "the bounds reach the decision")
+            wait_until(lambda: cluster.apps.read_namespaced_deployment("web", NS).status.ready_replicas == 5, 30,
+                       "the emulator's HPA scales the Deployment to the pinned count")
+            events = cluster.core.list_namespaced_event(NS).items
+            assert any(e.reason == "RlscaleScaled" and "[5, 5]" in e.message for e in events)
+        finally:
+            controller.stop.set()
+            runner.join(timeout=15)
+        assert hpa_bounds(cluster) == (1, 20, None)  # original bounds back, annotation gone
+        exposition = controller.telemetry.exposition().decode()
+        assert 'rlscale_decisions_total{outcome="applied",service="web"}' in exposition
+        assert 'rlscale_policy_replicas{service="web"}' in exposition
+
+
+@pytest.mark.parametrize("mode", ["dry-run", "shadow"])
+def test_dry_run_and_shadow_write_nothing(mode: str) -> None:
+    with live() as (cluster, prometheus):
+        before = cluster.autoscaling.read_namespaced_horizontal_pod_autoscaler("web", NS)
+        controller = build(config_for(prometheus, mode=mode), client_for(cluster.server.url), policy=PerReplica())
+        for _ in range(3):
+            controller.step()
+        after = cluster.autoscaling.read_namespaced_horizontal_pod_autoscaler("web", NS)
+        assert after.metadata.resource_version == before.metadata.resource_version
+        assert cluster.core.list_namespaced_event(NS).items == []
+        exposition = controller.telemetry.exposition().decode()
+        assert f'rlscale_decisions_total{{outcome="{mode.replace("-", "_")}",service="web"}} 3.0' in exposition
+        # shadow (and dry-run) export what the policy would do beside what the HPA did
+        assert 'rlscale_policy_replicas{service="web"} 1.0' in exposition
+        assert 'rlscale_hpa_replicas{service="web"} 2.0' in exposition
+
+
+def fail_static_reason(controller: Any) -> str | None:
+    for line in controller.telemetry.exposition().decode().splitlines():
+        if line.startswith("rlscale_fail_static{") and line.endswith(" 1.0"):
+            return line.split('reason="')[1].split('"')[0]
+    return None
+
+
+def pin_once(cluster: Any, controller: Any) -> None:
+    controller.step()
+    assert hpa_bounds(cluster)[2] is not None, "the controller should have pinned the HPA"
+
+
+def test_prometheus_down_fails_static_and_restores() -> None:
+    with live() as (cluster, prometheus):
+        controller = build(config_for(prometheus), client_for(cluster.server.url), policy=PerReplica())
+        pin_once(cluster, controller)
+        controller.backend.prometheus.url = "http://127.0.0.1:9"  # nothing listens there
+        controller.step()
+        assert fail_static_reason(controller) == "PrometheusUnavailable"
+        assert hpa_bounds(cluster) == (1, 20, None)
+        assert any(e.reason == "RlscaleFailStatic" for e in cluster.core.list_namespaced_event(NS).items)
+        controller.backend.prometheus.url = prometheus.url
+        controller.step()
+        assert fail_static_reason(controller) is None and hpa_bounds(cluster)[2] is not None  # recovered
+
+
+@pytest.mark.parametrize(("fault", "reason"), [("nan_metrics", "MetricsInvalid"), ("freeze_metrics", "MetricsStale")])
+def test_bad_metrics_fail_static(fault: str, reason: str) -> None:
+    with live() as (cluster, prometheus):
+        controller = build(config_for(prometheus), client_for(cluster.server.url), policy=PerReplica())
+        pin_once(cluster, controller)
+        cluster.server.set_faults({fault: True})
+        if fault == "freeze_metrics":
+            wait_until(lambda: prometheus.query('time() - max(timestamp(container_cpu_usage_seconds_total{pod=~"web-.*"}))')[0][1] > 5,
+                       20, "the frozen samples age past the staleness limit")
+        else:
+            wait_until(lambda: math.isnan(prometheus.query('sum(container_cpu_usage_seconds_total{pod=~"web-.*"})')[0][1]), 10,
+                       "Prometheus scrapes the NaNs")
+            prometheus.wait_for_scrapes(prometheus.query('count_over_time(up[10m])')[0][1] + 4)
+        controller.step()
+        assert fail_static_reason(controller) == reason
+        assert hpa_bounds(cluster) == (1, 20, None)
+
+
+@pytest.mark.parametrize(("faults", "kind"), [({"error_rate": 1.0}, "transient"), ({"timeout_rate": 1.0, "timeout_s": 5.0}, "transient"),
+                                              ({"conflict_rate": 1.0}, "conflict")])
+def test_api_faults_do_not_crash_and_never_break_bounds(faults: dict[str, Any], kind: str) -> None:
+    with live() as (cluster, prometheus):
+        controller = build(config_for(prometheus), client_for(cluster.server.url), policy=Fixed(2))
+        pin_once(cluster, controller)
+        controller.policy = Fixed(3)  # a change to write while the API misbehaves
+        cluster.server.set_faults(faults)
+        for _ in range(3):
+            controller.step()  # no exception escapes
+            low, high, _ = hpa_bounds_when_possible(cluster)
+            assert 1 <= low <= high <= 20  # whatever happens, the HPA stays within the service's bounds
+        cluster.server.set_faults({key: 0.0 for key in faults if key != "timeout_s"})
+        exposition = controller.telemetry.exposition().decode()
+        assert f'rlscale_api_errors_total{{kind="{kind}"}}' in exposition
+        assert fail_static_reason(controller) == "ApiErrors"
+        controller.step()
+        assert hpa_bounds(cluster)[:2] == (3, 3) and fail_static_reason(controller) is None  # back in charge
+
+
+def test_invalid_policy_output_fails_static() -> None:
+    with live() as (cluster, prometheus):
+        controller = build(config_for(prometheus), client_for(cluster.server.url), policy=PerReplica())
+        pin_once(cluster, controller)
+        controller.policy = Broken()
+        controller._policy_services = None
+        controller.step()
+        assert fail_static_reason(controller) == "InvalidPolicyOutput"
+        assert hpa_bounds(cluster) == (1, 20, None)
