@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any
 
 from rlscale.agent.policy import EpisodeContext, Policy
@@ -36,12 +37,14 @@ class Controller:
         self.api_failures: dict[str, int] = {}
         self.failing: dict[str, str] = {}  # service -> why it is handed back to its HPA
         self.stop = threading.Event()
+        self.phases: dict[str, float] = {}  # seconds each part of the last step took
         self._policy_services: tuple[str, ...] | None = None
 
     # -- one decision interval -------------------------------------------------------------------
 
     def step(self) -> None:
         started = self.clock.now()
+        mark = time.perf_counter()
         try:
             names = self.backend.discover()
         except ApiFailure as failure:
@@ -52,6 +55,8 @@ class Controller:
         if tuple(names) != self._policy_services:
             self.policy.reset(EpisodeContext(self.backend.scenario, tuple(names)))  # type: ignore[arg-type]
             self._policy_services = tuple(names)
+        self.phases = {"discover": time.perf_counter() - mark}
+        mark = time.perf_counter()
         states = {}
         for name in names:
             try:
@@ -60,13 +65,20 @@ class Controller:
                 self._fail_static(name, problem.reason, str(problem))
             except ApiFailure as failure:
                 self._api_failure(name, failure)
+        self.phases["observe"] = time.perf_counter() - mark
+        mark = time.perf_counter()
         try:
             decisions: dict[str, Any] = self.policy.decide_all(states) if states else {}
         except Exception as error:  # a broken policy must not take the loop down
             self.log.error("the policy failed", extra={"error": repr(error)})
             decisions = {}
+        self.phases["decide"] = time.perf_counter() - mark
+        mark = time.perf_counter()
         for name, state in states.items():
             self._reconcile(name, state, decisions.get(name))
+        self.phases["guard_and_actuate"] = time.perf_counter() - mark
+        for phase, seconds in self.phases.items():
+            self.telemetry.phase_duration.labels(phase).observe(seconds)
         self.telemetry.loop_duration.observe(max(0.0, self.clock.now() - started))
 
     def _reconcile(self, name: str, state: ServiceState, decision: Any) -> None:
@@ -153,10 +165,15 @@ class Controller:
         """Until `stop` is set: keep (or wait for) the lease, step every interval, then restore."""
         next_step = self.clock.now()
         renew = self.config.leader_election.renew_period_s if self.elector else self.config.interval_s
+        was_leading: bool | None = None
         try:
             while not self.stop.is_set():
                 leading = self.elector.try_acquire_or_renew() if self.elector else True
                 self.telemetry.leader.set(1.0 if leading else 0.0)
+                if leading != was_leading:
+                    identity = self.elector.identity if self.elector else None
+                    self.log.info("leading" if leading else "standing by", extra={"identity": identity})
+                    was_leading = leading
                 now = self.clock.now()
                 if leading and now >= next_step:
                     self.step()

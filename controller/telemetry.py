@@ -23,6 +23,9 @@ class Telemetry:
                                  ["service", "reason"], registry=r)
         self.loop_duration = Histogram("rlscale_loop_duration_seconds", "Time one control loop took.", registry=r,
                                        buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
+        self.phase_duration = Histogram("rlscale_loop_phase_seconds", "Time each part of a loop took (discover, observe, "
+                                        "decide, guard_and_actuate).", ["phase"], registry=r,
+                                        buckets=(0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
         self.api_errors = Counter("rlscale_api_errors", "Kubernetes API errors, by kind (conflict, transient, permanent).",
                                   ["kind"], registry=r)
         self.policy_replicas = Gauge("rlscale_policy_replicas", "Replicas the policy chose (after the guard).", ["service"], registry=r)

@@ -5,12 +5,15 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import subprocess
+import sys
 import threading
 import time
 from contextlib import contextmanager
 from typing import Any, Iterator
 
 import pytest
+import yaml
 
 from rlscale.agent.policy import Policy
 from rlscale.controller.config import ORIGINAL_BOUNDS, ControllerConfig, LeaderSettings, PrometheusSettings
@@ -228,3 +231,70 @@ def test_invalid_policy_output_fails_static() -> None:
         controller.step()
         assert fail_static_reason(controller) == "InvalidPolicyOutput"
         assert hpa_bounds(cluster) == (1, 20, None)
+
+
+def test_live_cluster_env_steps_with_the_simulated_envs_spaces() -> None:
+    from rlscale.controller.live_env import LiveClusterEnv
+    from rlscale.env import codec
+    from rlscale.env.envs import ServiceScalingEnv
+
+    with live() as (cluster, prometheus):
+        controller = build(config_for(prometheus, interval_s=1.0), client_for(cluster.server.url), policy=PerReplica())
+        env = LiveClusterEnv(controller.backend)
+        simulated = ServiceScalingEnv(SCENARIO, "web", episode_s=600)
+        assert env.observation_space == simulated.observation_space and env.action_space == simulated.action_space
+        observation, _ = env.reset(seed=0)
+        assert env.observation_space.contains(observation)
+        double = (codec.REPLICA_FACTORS.index(2.0), codec.CPU_FACTORS.index(1.0), codec.MEMORY_FACTORS.index(1.0))
+        for _ in range(3):
+            observation, reward, terminated, truncated, info = env.step(double)
+            assert env.observation_space.contains(observation) and not (terminated or truncated)
+            assert reward == reward and info["services"]["web"]["decision"]["replicas"] >= 2  # a number; replicas chosen
+        assert hpa_bounds(cluster)[0] >= 4  # the doubling moves reached the HPA's bounds
+
+
+def test_two_controllers_exactly_one_acts_and_the_other_takes_over(tmp_path) -> None:
+    """Two `rlscale controller run` processes on one Lease: one leads; SIGKILL it and the other takes over."""
+    with live() as (cluster, prometheus):
+        kubeconfig = tmp_path / "kubeconfig"
+        cluster.server.write_kubeconfig(kubeconfig)
+        config = tmp_path / "controller.yaml"
+        config.write_text(yaml.safe_dump({
+            "namespace": NS, "policy": "learned:default", "interval_s": 1, "listen_port": 0, "api_timeout_s": 2,
+            "prometheus": {"url": prometheus.url, "window_s": 4, "staleness_s": 10},
+            "leader_election": {"enabled": True, "lease_name": "rlscale-e2e", "namespace": NS, "lease_duration_s": 3, "renew_period_s": 1},
+        }))
+        logs = {name: (tmp_path / f"{name}.log").open("w") for name in ("first", "second")}
+
+        def start(name: str) -> subprocess.Popen:
+            return subprocess.Popen([sys.executable, "-c", "from rlscale.cli import main; main()", "controller", "run", "--config",
+                                     str(config), "--kubeconfig", str(kubeconfig), "--identity", name],
+                                    stdout=logs[name], stderr=subprocess.STDOUT)
+
+        def holder() -> str | None:
+            try:
+                return cluster.coordination.read_namespaced_lease("rlscale-e2e", NS).spec.holder_identity
+            except Exception:
+                return None
+
+        first = start("first")
+        try:
+            wait_until(lambda: holder() == "first", 20, "the first controller leads")
+            wait_until(lambda: hpa_bounds(cluster)[2] is not None, 20, "the leader acts")
+            second = start("second")
+            try:
+                second_log = tmp_path / "second.log"
+                wait_until(lambda: '"standing by"' in second_log.read_text(), 20, "the second one stands by")
+                assert holder() == "first" and '"leading"' not in second_log.read_text()  # exactly one acts
+                first.kill()  # dies holding the Lease
+                wait_until(lambda: holder() == "second", 20, "the second controller takes over")
+                wait_until(lambda: '"leading"' in second_log.read_text(), 10, "the new leader acts")
+                assert hpa_bounds(cluster)[2] is not None
+            finally:
+                second.terminate()
+                second.wait(timeout=20)
+        finally:
+            first.kill()
+            for log in logs.values():
+                log.close()
+        assert hpa_bounds(cluster)[2] is None  # the leader shut down on SIGTERM: bounds restored

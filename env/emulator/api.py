@@ -99,6 +99,7 @@ class ClusterApi:
         self._meta: dict[tuple[str, str], dict[str, Any]] = {}
         self._specs: dict[tuple[str, str], Any] = {}
         self._pod_uids: dict[str, str] = {}
+        self._pod_keys: dict[str, set[Key]] = {}  # each service's pods in the store
         self._pod_specs = {svc.spec.name: objects.default_pod_spec(svc) for svc in self.sim.services}  # as written
         with self.lock:
             self.sync()
@@ -120,34 +121,37 @@ class ClusterApi:
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.base.timestamp() + self.sim.now, timezone.utc)
 
-    def sync(self) -> None:
-        """Project the simulator's Deployments, HPAs and Pods into the store."""
+    def sync(self, only: str | None = None) -> None:
+        """Project the simulator's Deployments, HPAs and Pods into the store (all services, or `only` one)."""
+        for svc in self.sim.services if only is None else [self.sim.service(only)]:
+            self._sync_service(svc)
+
+    def _sync_service(self, svc: Any) -> None:
         live: set[Key] = set()
-        for svc in self.sim.services:
-            name = svc.spec.name
-            pod_spec = self._pod_specs[name]
-            deployment = objects.deployment(
-                svc, self._metadata("deployments", name, {"replicas": svc.replicas, "template": (svc.template, pod_spec)}), pod_spec
-            )
-            self.store.put_if_changed(("deployments", self.namespace, name), deployment)
-            spec = svc.hpa_spec
-            hpa = objects.hpa(svc, self._metadata("horizontalpodautoscalers", name, spec), self.base)
-            self.store.put_if_changed(("horizontalpodautoscalers", self.namespace, name), hpa)
-            for p in svc.pods:
-                key = ("pods", self.namespace, p.name)
-                live.add(key)
-                metadata = {"name": p.name, "namespace": self.namespace,
-                            "uid": self._pod_uids.setdefault(p.name, str(uuid.uuid4())),
-                            "creationTimestamp": objects.timestamp(self.base, max(p.created_at, -self.base.timestamp())),
-                            "labels": {objects.APP_LABEL: name, "pod-template-hash": f"{p.revision:x}"},
-                            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": f"{name}-{p.revision:x}",
-                                                 "uid": self._pod_uids.setdefault(f"rs/{name}/{p.revision}", str(uuid.uuid4())),
-                                                 "controller": True}]}
-                self.store.put_if_changed(key, objects.pod(svc, p, metadata, self.base, pod_spec))
-        for key in self.store.keys("pods"):
-            if key not in live:
-                self.store.delete(key)
-                self._pod_uids.pop(key[2], None)
+        name = svc.spec.name
+        pod_spec = self._pod_specs[name]
+        deployment = objects.deployment(
+            svc, self._metadata("deployments", name, {"replicas": svc.replicas, "template": (svc.template, pod_spec)}), pod_spec
+        )
+        self.store.put_if_changed(("deployments", self.namespace, name), deployment)
+        spec = svc.hpa_spec
+        hpa = objects.hpa(svc, self._metadata("horizontalpodautoscalers", name, spec), self.base)
+        self.store.put_if_changed(("horizontalpodautoscalers", self.namespace, name), hpa)
+        for p in svc.pods:
+            key = ("pods", self.namespace, p.name)
+            live.add(key)
+            metadata = {"name": p.name, "namespace": self.namespace,
+                        "uid": self._pod_uids.setdefault(p.name, str(uuid.uuid4())),
+                        "creationTimestamp": objects.timestamp(self.base, max(p.created_at, -self.base.timestamp())),
+                        "labels": {objects.APP_LABEL: name, "pod-template-hash": f"{p.revision:x}"},
+                        "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": f"{name}-{p.revision:x}",
+                                             "uid": self._pod_uids.setdefault(f"rs/{name}/{p.revision}", str(uuid.uuid4())),
+                                             "controller": True}]}
+            self.store.put_if_changed(key, objects.pod(svc, p, metadata, self.base, pod_spec))
+        for key in self._pod_keys.get(name, set()) - live:
+            self.store.delete(key)
+            self._pod_uids.pop(key[2], None)
+        self._pod_keys[name] = live
 
     def _metadata(self, resource: str, name: str, spec: Any) -> dict[str, Any]:
         """A sim object's metadata: stable uid and creation time, labels and annotations as written,
@@ -277,7 +281,8 @@ class ClusterApi:
             writer(self, namespace, name, current, desired)
         except objects.Invalid as exc:
             raise invalid(resource, name, str(exc)) from None
-        self.sync()
+        if resource in SIM_RESOURCES:  # re-project only the service written to
+            self.sync(current["metadata"]["labels"][objects.APP_LABEL] if resource == "pods" else name)
         if subresource == "scale":
             return self.get_scale(namespace, name)
         return self.get(resource, namespace, name)

@@ -1,0 +1,64 @@
+"""Bad controller configuration: one line naming the file and the field, exit code 2."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from rlscale.controller.metrics_source import exponential_figures, histogram_figures
+
+from test_cli_errors import assert_one_line_error, run_cli
+
+
+@pytest.mark.parametrize(
+    ("config", "fragments"),
+    [
+        ({"interval_s": 0}, ["interval_s", "must be >= 1"]),
+        ({"mode": "yolo"}, ["mode", "must be one of"]),
+        ({"prometheus": {"profile": "nginx"}}, ["prometheus.profile", "must be one of"]),
+        ({"prometheus": {"urll": "x"}}, ["prometheus.urll", "unknown key"]),
+        ({"guard": {"max_scale_down": 2}}, ["guard.max_scale_down", "must be <= 1"]),
+        ({"leader_election": {"lease_duration_s": 5, "renew_period_s": 10}}, ["leader_election.renew_period_s", "shorter"]),
+        ({"services": {"web": {"min_replicas": 5, "max_replicas": 2}}}, ["services.web.min_replicas", "must not exceed"]),
+        ({"policy": "proportional-demand"}, ["policy", "cannot run in a cluster"]),
+        ({"policy": "learned:/no/such/dir"}, ["policy", "no such policy"]),
+    ],
+    ids=["interval", "mode", "profile", "unknown-key", "guard-range", "lease-timing", "service-bounds", "offline-policy",
+         "missing-model"],
+)
+def test_bad_controller_config(tmp_path: Path, config: dict, fragments: list[str]) -> None:
+    path = tmp_path / "controller.yaml"
+    path.write_text(yaml.safe_dump({"leader_election": {"enabled": False}, **config}))
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump({"apiVersion": "v1", "kind": "Config", "current-context": "x",
+                                          "contexts": [{"name": "x", "context": {"cluster": "x", "user": "x"}}],
+                                          "clusters": [{"name": "x", "cluster": {"server": "http://127.0.0.1:9"}}],
+                                          "users": [{"name": "x", "user": {}}]}))
+    assert_one_line_error(run_cli("controller", "run", "--config", str(path), "--kubeconfig", str(kubeconfig)), *fragments)
+
+
+def test_missing_config_file(tmp_path: Path) -> None:
+    assert_one_line_error(run_cli("controller", "run", "--config", str(tmp_path / "nope.yaml")), "nope.yaml", "cannot read")
+
+
+@pytest.mark.parametrize(
+    ("buckets", "quantile", "slo", "expected_quantile", "expected_slow"),
+    [
+        # 100 requests/s: 50 under 0.1 s, 90 under 0.2 s, all under 0.4 s
+        ({"0.1": 50, "0.2": 90, "0.4": 100, "+Inf": 100}, 0.95, 0.2, 0.3, 0.10),
+        ({"0.1": 50, "0.2": 90, "0.4": 100, "+Inf": 100}, 0.5, 0.15, 0.1, 0.30),
+        ({"0.1": 0, "+Inf": 0}, 0.95, 0.2, 0.0, 0.0),
+    ],
+    ids=["p95-in-a-bucket", "median-on-a-bound", "no-requests"],
+)
+def test_histogram_figures(buckets, quantile, slo, expected_quantile, expected_slow) -> None:
+    series = [({"le": le}, float(count)) for le, count in buckets.items()]
+    got_quantile, _, got_slow = histogram_figures(series, quantile, slo)
+    assert got_quantile == pytest.approx(expected_quantile) and got_slow == pytest.approx(expected_slow)
+
+
+def test_exponential_figures_for_mean_only_servers() -> None:
+    quantile, slow = exponential_figures(0.1, 0.95, 0.3)
+    assert quantile == pytest.approx(0.1 * 2.9957, rel=1e-3) and slow == pytest.approx(0.0498, rel=1e-2)
