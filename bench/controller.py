@@ -14,7 +14,6 @@ start-up <= 2 s (for 1,000 services).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import resource
 import socket
 import subprocess

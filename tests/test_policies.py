@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 
-import numpy as np
 import pytest
 
 from rlscale.agent.hpa_policies import HpaPolicy, HpaSetting, HpaVpaPolicy
@@ -13,7 +12,7 @@ from rlscale.agent.policy import EpisodeContext
 from rlscale.agent.proportional import ProportionalShare
 from rlscale.agent.vpa import DecayingHistogram, VpaRecommender, VpaSettings
 from rlscale.env.scenario import load_scenario
-from rlscale.env.state import Bounds, ServiceState
+from rlscale.env.state import ServiceState
 from rlscale.training.runner import run_policy
 
 from conftest import make_scenario
