@@ -1,9 +1,9 @@
 """`KubernetesBackend`: the live cluster behind the `ClusterBackend` seam.
 
-Services are the HPAs matching the configured label selector. Each is observed from the
-Kubernetes API (the HPA, its Deployment, the Deployment's pods) and from Prometheus (load,
-latency, CPU, throttling, memory, OOM kills) into the same `ServiceState` the simulator
-produces; decisions are applied through the `Actuator`. `LiveClusterEnv` wraps it in the
+Services are the HPAs matching the configured label selector. All of them are observed at
+once, from the Kubernetes API (HPAs, Deployments and pods, listed per namespace) and from
+Prometheus (load, latency, CPU, throttling, memory, OOM kills, in grouped queries), into the
+same `ServiceState` the simulator produces; decisions are applied through the `Actuator`. `LiveClusterEnv` wraps it in the
 same gymnasium environment as the simulator.
 """
 
@@ -17,7 +17,7 @@ from typing import Any, Mapping
 
 from rlscale.controller.config import ANNOTATION_PREFIX, ORIGINAL_BOUNDS, ControllerConfig
 from rlscale.controller.kube import Actuator, Clock, Target, with_retries
-from rlscale.controller.metrics_source import Prometheus, ServiceMetrics, read_service
+from rlscale.controller.metrics_source import MetricsProblem, Prometheus, ServiceMetrics, ServiceQuery, read_services
 from rlscale.env.scenario import Prices, RewardWeights
 from rlscale.env.state import Bounds, Decision, ServiceState
 from rlscale.quantity import parse_quantity
@@ -76,6 +76,8 @@ class KubernetesBackend:
         self.scenario = LiveScenario("live", config.prices, RewardWeights())
         self.services: dict[str, Managed] = {}
         self._stats: dict[str, LiveStats] = {}
+        self._hpas: dict[str, Any] = {}  # as listed by the last discovery
+        self._deployments: dict[str, Any] = {}  # as listed by the last observation
 
     @property
     def managed(self) -> tuple[str, ...]:
@@ -87,18 +89,21 @@ class KubernetesBackend:
     # -- discovery -------------------------------------------------------------------------------
 
     def discover(self) -> list[str]:
-        """The HPAs to manage now (by label selector), with their targets, SLOs and bounds."""
+        """The HPAs to manage now (by label selector), with their targets, SLOs and bounds (two API calls)."""
+        timeout = self.config.api_timeout_s
         hpas = self._call(lambda: self.autoscaling.list_namespaced_horizontal_pod_autoscaler(
-            self.config.namespace, label_selector=self.config.selector, _request_timeout=self.config.api_timeout_s)).items
-        self.services = {hpa.metadata.name: self._managed(hpa) for hpa in hpas}
+            self.config.namespace, label_selector=self.config.selector, _request_timeout=timeout)).items
+        deployments = {d.metadata.name: d for d in self._call(lambda: self.apps.list_namespaced_deployment(
+            self.config.namespace, _request_timeout=timeout)).items}
+        self._hpas = {hpa.metadata.name: hpa for hpa in hpas}
+        self.services = {hpa.metadata.name: self._managed(hpa, deployments[hpa.spec.scale_target_ref.name])
+                         for hpa in hpas if hpa.spec.scale_target_ref.name in deployments}
         return list(self.services)
 
-    def _managed(self, hpa: Any) -> Managed:
+    def _managed(self, hpa: Any, deployment: Any) -> Managed:
         name, namespace = hpa.metadata.name, hpa.metadata.namespace or self.config.namespace
         annotations = hpa.metadata.annotations or {}
         overrides = self.config.services.get(name)
-        deployment = self._call(lambda: self.apps.read_namespaced_deployment(
-            hpa.spec.scale_target_ref.name, namespace, _request_timeout=self.config.api_timeout_s))
         containers = deployment.spec.template.spec.containers
         container_name = annotations.get(ANNOTATION_PREFIX + "container") or containers[0].name
         container = next((c for c in containers if c.name == container_name), containers[0])
@@ -114,7 +119,9 @@ class KubernetesBackend:
             text = annotations.get(ANNOTATION_PREFIX + key)
             return parse(text) if text is not None else default
 
-        pair = lambda text: tuple(parse_quantity(v) for v in text.split(","))  # noqa: E731
+        def pair(text: str) -> tuple[float, ...]:
+            return tuple(parse_quantity(v) for v in text.split(","))
+
         cpu_range = setting("cpu_limit_range", "cpu-limit-range", pair, (cpu_limit, cpu_limit))
         memory_range = setting("memory_limit_range", "memory-limit-range", pair, (memory_limit, memory_limit))
         bounds = Bounds(
@@ -141,19 +148,41 @@ class KubernetesBackend:
         return self.observe()
 
     def observe(self) -> dict[str, ServiceState]:
-        return {name: self.observe_one(name) for name in self.services}
+        states, problems = self.observe_all()
+        if problems:
+            raise next(iter(problems.values()))
+        return states
 
-    def observe_one(self, name: str) -> ServiceState:
-        """One service's state now; `MetricsProblem` or `ApiFailure` when it cannot be known."""
+    def observe_all(self) -> tuple[dict[str, ServiceState], dict[str, MetricsProblem]]:
+        """Every managed service's state now (two API calls, a handful of queries), and the ones that cannot be known."""
+        timeout, namespace = self.config.api_timeout_s, self.config.namespace
+        deployments = {d.metadata.name: d for d in self._call(lambda: self.apps.list_namespaced_deployment(
+            namespace, _request_timeout=timeout)).items}
+        pods = self._call(lambda: self.core.list_namespaced_pod(namespace, _request_timeout=timeout)).items
+        self._deployments = deployments
+        owned: dict[str, list[Any]] = {}
+        for name, managed in self.services.items():
+            deployment = deployments.get(managed.target.deployment)
+            selector = (deployment.spec.selector.match_labels or {}) if deployment else {"": ""}
+            owned[name] = [p for p in pods if selector.items() <= (p.metadata.labels or {}).items()]
+        queries = [ServiceQuery(name, frozenset(p.metadata.name for p in owned[name]), managed.target.container,
+                                managed.spec.slo_quantile, managed.spec.slo_latency_s) for name, managed in self.services.items()]
+        metrics = read_services(self.prometheus, self.config.prometheus, namespace, queries)
+        states: dict[str, ServiceState] = {}
+        problems: dict[str, MetricsProblem] = {}
+        for name, found in metrics.items():
+            deployment = deployments.get(self.services[name].target.deployment)
+            if isinstance(found, MetricsProblem):
+                problems[name] = found
+            elif deployment is None:
+                problems[name] = MetricsProblem("TargetMissing", f"the Deployment of {name} is gone")
+            else:
+                states[name] = self._state(name, deployment, owned[name], found)
+        return states, problems
+
+    def _state(self, name: str, deployment: Any, pods: list[Any], metrics: ServiceMetrics) -> ServiceState:
         managed = self.services[name]
         target, spec = managed.target, managed.spec
-        timeout = self.config.api_timeout_s
-        deployment = self._call(lambda: self.apps.read_namespaced_deployment(target.deployment, target.namespace, _request_timeout=timeout))
-        selector = ",".join(f"{k}={v}" for k, v in (deployment.spec.selector.match_labels or {}).items())
-        pods = self._call(lambda: self.core.list_namespaced_pod(target.namespace, label_selector=selector, _request_timeout=timeout)).items
-        metrics = read_service(self.prometheus, self.config.prometheus, namespace=target.namespace, service=name,
-                               deployment=target.deployment, container=target.container,
-                               slo_quantile=spec.slo_quantile, slo_latency_s=spec.slo_latency_s)
         resources = _running_resources(pods, target.container) or container_resources(
             next(c for c in deployment.spec.template.spec.containers if c.name == target.container))
         ready = deployment.status.ready_replicas or 0
@@ -209,7 +238,7 @@ class KubernetesBackend:
                 changes.append(f"HPA target {decision.hpa_target_utilization}%")
         else:
             ceiling = max(decision.replicas, min(decision.replicas + self.config.headroom, managed.bounds.max_replicas))
-            if self.actuator.set_bounds(target, decision.replicas, ceiling):
+            if self.actuator.set_bounds(target, decision.replicas, ceiling, known=self._hpas.get(name)):
                 changes.append(f"HPA bounds [{decision.replicas}, {ceiling}]")
         resources = (decision.cpu_request, decision.cpu_limit, decision.memory_request, decision.memory_limit)
         if current is not None and resources != (current.cpu_request, current.cpu_limit, current.memory_request, current.memory_limit):
@@ -222,9 +251,10 @@ class KubernetesBackend:
         return self.actuator.restore_bounds(self.services[name].target)
 
     def rollout_in_progress(self, name: str) -> bool:
-        target = self.services[name].target
-        deployment = self._call(lambda: self.apps.read_namespaced_deployment(target.deployment, target.namespace,
-                                                                             _request_timeout=self.config.api_timeout_s))
+        """Whether the Deployment is still rolling out a template change (as last observed)."""
+        deployment = self._deployments.get(self.services[name].target.deployment)
+        if deployment is None:
+            return False
         status, spec = deployment.status, deployment.spec
         return (status.observed_generation or 0) < (deployment.metadata.generation or 0) or (
             (status.updated_replicas or 0) < (spec.replicas or 0))

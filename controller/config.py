@@ -35,9 +35,11 @@ class PrometheusSettings:
     window_s: int = 60
     staleness_s: float = 120.0  # metrics older than this are stale: fail static
     timeout_s: float = 5.0
-    # selectors; {namespace}, {service} (the HPA's target), {deployment}, {container} are filled in
-    app_selector: str = 'namespace="{namespace}",service="{service}"'
-    pod_selector: str = 'namespace="{namespace}",pod=~"{deployment}-.*",container="{container}"'
+    # the services' own metrics: a selector ({namespace} is filled in) and the label naming the service (its HPA)
+    app_selector: str = 'namespace="{namespace}"'
+    app_label: str = "service"
+    # the containers' cAdvisor and kube-state-metrics series (grouped by pod and container)
+    pod_selector: str = 'namespace="{namespace}"'
 
 
 @dataclass(frozen=True)
@@ -138,6 +140,7 @@ def _prometheus(reader: Reader) -> PrometheusSettings:
         staleness_s=reader.number("staleness_s", d.staleness_s, positive=True),
         timeout_s=reader.number("timeout_s", d.timeout_s, positive=True),
         app_selector=reader.string("app_selector", d.app_selector),
+        app_label=reader.string("app_label", d.app_label),
         pod_selector=reader.string("pod_selector", d.pod_selector),
     )
     reader.done()

@@ -96,11 +96,18 @@ class Actuator:
     def _retry(self, action: Callable[[], T]) -> T:
         return with_retries(action, self.clock, on_error=self.on_error)
 
-    def set_bounds(self, target: Target, min_replicas: int, max_replicas: int) -> bool:
-        """Set the HPA's bounds, first saving the original ones in an annotation. True if it changed."""
+    def set_bounds(self, target: Target, min_replicas: int, max_replicas: int, known: Any = None) -> bool:
+        """Set the HPA's bounds, first saving the original ones in an annotation. True if it changed.
+
+        `known` is the HPA as recently listed: when it already has these bounds nothing is read
+        or written; otherwise it is the version the write is conditioned on (a 409 reads again).
+        """
+        cached = [known]
 
         def attempt() -> bool:
-            hpa = self.autoscaling.read_namespaced_horizontal_pod_autoscaler(target.hpa, target.namespace, _request_timeout=self.timeout_s)
+            hpa = cached.pop() if cached and cached[0] is not None else self.autoscaling.read_namespaced_horizontal_pod_autoscaler(
+                target.hpa, target.namespace, _request_timeout=self.timeout_s)
+            cached.clear()
             annotations = hpa.metadata.annotations or {}
             saved = annotations.get(ORIGINAL_BOUNDS) or json.dumps(
                 {"minReplicas": hpa.spec.min_replicas or 1, "maxReplicas": hpa.spec.max_replicas})

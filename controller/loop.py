@@ -20,12 +20,11 @@ from rlscale.controller.config import ControllerConfig
 from rlscale.controller.guard import Guarded, History, InvalidDecision, guard, remember
 from rlscale.controller.kube import ApiFailure, Clock
 from rlscale.controller.leader import LeaseElector
-from rlscale.controller.metrics_source import MetricsProblem
 from rlscale.controller.telemetry import Telemetry
 from rlscale.env.state import Decision, ServiceState
 
 FAIL_STATIC_REASONS = ("MetricsMissing", "MetricsStale", "MetricsInvalid", "PrometheusUnavailable", "PrometheusError",
-                       "ApiErrors", "InvalidPolicyOutput")
+                       "TargetMissing", "ApiErrors", "InvalidPolicyOutput")
 
 
 class Controller:
@@ -57,14 +56,14 @@ class Controller:
             self._policy_services = tuple(names)
         self.phases = {"discover": time.perf_counter() - mark}
         mark = time.perf_counter()
-        states = {}
-        for name in names:
-            try:
-                states[name] = self.backend.observe_one(name)
-            except MetricsProblem as problem:
-                self._fail_static(name, problem.reason, str(problem))
-            except ApiFailure as failure:
+        try:
+            states, problems = self.backend.observe_all()
+        except ApiFailure as failure:
+            states, problems = {}, {}
+            for name in names:
                 self._api_failure(name, failure)
+        for name, problem in problems.items():
+            self._fail_static(name, problem.reason, str(problem))
         self.phases["observe"] = time.perf_counter() - mark
         mark = time.perf_counter()
         try:

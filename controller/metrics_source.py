@@ -1,8 +1,8 @@
 """Reading a service's state from Prometheus: PromQL per profile, freshness, and latency math.
 
-Every query has a timeout; an unreachable Prometheus, an error answer, a missing series, a
-NaN, or samples older than the staleness limit is a `MetricsProblem` with a reason code, which
-makes the controller fail static for that service.
+Every query has a timeout and reads all services at once; an unreachable Prometheus, an error
+answer, a missing series, a NaN, or samples older than the staleness limit is a
+`MetricsProblem` with a reason code, which makes the controller fail static for that service.
 """
 
 from __future__ import annotations
@@ -75,38 +75,91 @@ class ServiceMetrics:
     cpu_headroom: float
 
 
-def read_service(prometheus: Prometheus, settings: PrometheusSettings, *, namespace: str, service: str, deployment: str,
-                 container: str, slo_quantile: float, slo_latency_s: float) -> ServiceMetrics:
-    """A service's metrics over the last window; `MetricsProblem` if they are missing, invalid or stale."""
+@dataclass(frozen=True)
+class ServiceQuery:
+    """What identifies one service's series: its name (the app label's value), pods and container."""
+
+    name: str
+    pods: frozenset[str]
+    container: str
+    slo_quantile: float
+    slo_latency_s: float
+
+
+def read_services(prometheus: Prometheus, settings: PrometheusSettings, namespace: str,
+                  services: list[ServiceQuery]) -> dict[str, ServiceMetrics | MetricsProblem]:
+    """Every service's metrics over the last window, from a handful of grouped queries.
+
+    A service whose series are missing, NaN or stale gets a `MetricsProblem` instead; a
+    Prometheus that cannot be queried at all is one problem for every service.
+    """
     profile = profiles.PROFILES[settings.profile]
-    fill = {
-        "app": settings.app_selector.format(namespace=namespace, service=service, deployment=deployment, container=container),
-        "pods": settings.pod_selector.format(namespace=namespace, service=service, deployment=deployment, container=container),
-        "window": f"{settings.window_s}s",
-    }
-    age = prometheus.value(profiles.FRESHNESS.format(**fill))
-    if age > settings.staleness_s:
-        raise MetricsProblem("MetricsStale", f"newest container sample of {deployment} is {age:.0f} s old")
-    load = prometheus.value(profile.requests.format(**fill))
-    errors = prometheus.value(profile.errors.format(**fill), required=False) if profile.errors else 0.0
-    if profile.latency_histogram is not None:
-        buckets = prometheus.query(
-            f"sum by (le) (rate({profile.latency_histogram}_bucket{{{fill['app']}}}[{fill['window']}]))")
-        quantile, mean, slow = histogram_figures(buckets, slo_quantile, slo_latency_s)
+    label = settings.app_label
+    fill = {"app": settings.app_selector.format(namespace=namespace), "pods": settings.pod_selector.format(namespace=namespace),
+            "window": f"{settings.window_s}s", "by": f"by ({label})"}
+    try:
+        by_pod = {name: _by_pod(prometheus.query(template.format(**fill)))
+                  for name, template in (("cpu", profiles.CPU_USAGE), ("periods", profiles.CFS_PERIODS),
+                                         ("throttled", profiles.CFS_THROTTLED), ("memory", profiles.MEMORY),
+                                         ("oom", profiles.OOM_KILLS), ("age", profiles.SAMPLE_AGE))}
+        by_app = {"requests": _by_label(prometheus.query(profile.requests.format(**fill)), label)}
+        by_app["errors"] = _by_label(prometheus.query(profile.errors.format(**fill)), label) if profile.errors else {}
+        if profile.latency_histogram is not None:
+            buckets = prometheus.query(f"sum by ({label}, le) (rate({profile.latency_histogram}_bucket{{{fill['app']}}}[{fill['window']}]))")
+        else:
+            by_app["mean"] = _by_label(prometheus.query(profile.latency_mean.format(**fill)), label)
+            buckets = []
+        headroom = prometheus.value(profiles.NODE_CPU_FREE, required=False) or 0.0
+    except MetricsProblem as problem:
+        return {s.name: problem for s in services}
+    out: dict[str, ServiceMetrics | MetricsProblem] = {}
+    for service in services:
+        try:
+            out[service.name] = _service(service, by_pod, by_app, buckets, label, headroom, settings.staleness_s)
+        except MetricsProblem as problem:
+            out[service.name] = problem
+    return out
+
+
+def _by_pod(series: list[tuple[dict[str, str], float]]) -> dict[tuple[str, str], float]:
+    return {(labels.get("pod", ""), labels.get("container", "")): value for labels, value in series}
+
+
+def _by_label(series: list[tuple[dict[str, str], float]], label: str) -> dict[str, float]:
+    return {labels.get(label, ""): value for labels, value in series}
+
+
+def _service(service: ServiceQuery, by_pod: dict[str, dict[tuple[str, str], float]], by_app: dict[str, dict[str, float]],
+             buckets: list[tuple[dict[str, str], float]], label: str, headroom: float, staleness_s: float) -> ServiceMetrics:
+    def mine(metric: str) -> list[float]:
+        return [v for (pod, container), v in by_pod[metric].items() if pod in service.pods and container == service.container]
+
+    cpu, ages = mine("cpu"), mine("age")
+    if ages and min(ages) > staleness_s:  # checked first: old samples also make the rates vanish
+        raise MetricsProblem("MetricsStale", f"the newest container sample of {service.name} is {min(ages):.0f} s old")
+    if not cpu or not ages:
+        raise MetricsProblem("MetricsMissing", f"no container CPU series for {service.name}")
+    values = [*cpu, *mine("memory"), *mine("periods"), *mine("throttled")]
+    if any(not math.isfinite(v) for v in values):
+        raise MetricsProblem("MetricsInvalid", f"a container series of {service.name} is not a number")
+    load = by_app["requests"].get(service.name)
+    if load is None:
+        raise MetricsProblem("MetricsMissing", f"no request series for {service.name}")
+    if not math.isfinite(load):
+        raise MetricsProblem("MetricsInvalid", f"the request rate of {service.name} is not a number")
+    errors = by_app["errors"].get(service.name, 0.0)
+    if "mean" in by_app:
+        mean = by_app["mean"].get(service.name, 0.0) if load > 0 else 0.0
+        quantile, slow = exponential_figures(mean if math.isfinite(mean) else 0.0, service.slo_quantile, service.slo_latency_s)
     else:
-        mean = prometheus.value(profile.latency_mean.format(**fill)) if load > 0 else 0.0
-        quantile, slow = exponential_figures(mean, slo_quantile, slo_latency_s)
+        own = [(labels, value) for labels, value in buckets if labels.get(label) == service.name]
+        quantile, mean, slow = histogram_figures(own, service.slo_quantile, service.slo_latency_s)
+    periods = sum(mine("periods"))
+    memory = mine("memory")
     return ServiceMetrics(
-        load_rps=load,
-        error_rps=errors or 0.0,
-        latency_quantile_s=quantile,
-        latency_mean_s=mean,
-        slow_fraction=slow,
-        cpu_cores=prometheus.value(profiles.CPU_USAGE.format(**fill)),
-        throttled_fraction=prometheus.value(profiles.THROTTLED.format(**fill), required=False) or 0.0,
-        memory_working_set=prometheus.value(profiles.MEMORY.format(**fill)),
-        oom_kills=prometheus.value(profiles.OOM_KILLS.format(**fill), required=False) or 0.0,
-        cpu_headroom=prometheus.value(profiles.NODE_CPU_FREE, required=False) or 0.0,
+        load_rps=load, error_rps=errors if math.isfinite(errors) else 0.0, latency_quantile_s=quantile, latency_mean_s=mean,
+        slow_fraction=slow, cpu_cores=sum(cpu), throttled_fraction=sum(mine("throttled")) / periods if periods > 0 else 0.0,
+        memory_working_set=sum(memory) / len(memory) if memory else 0.0, oom_kills=sum(mine("oom")), cpu_headroom=headroom,
     )
 
 

@@ -1,10 +1,12 @@
-"""PromQL templates per inference server: how to read a service's load and latency.
+"""PromQL templates per inference server: how to read the services' load and latency.
 
-A profile names the request counter, the error counter and either a latency histogram or a
-pair of latency counters (sum and count, for servers that export only a mean). Templates
-are filled with `{app}` (the selector of the service's own metrics), `{pods}` (the selector
-of its containers' cAdvisor series) and `{window}`. Container CPU and memory come from
-cAdvisor and kube-state-metrics, whatever the server.
+Every query reads all managed services at once and groups by a label, so one control loop
+costs a handful of queries however many services there are. `{app}` is the selector of the
+services' own metrics (namespace-wide), `{by}` the grouping (`by (service)`: `app_label`
+names the label whose value is the service's HPA name), `{pods}` the selector of the
+containers' cAdvisor and kube-state-metrics series, `{window}` the rate window. A profile
+names the request counter, the error counter, and a latency histogram or (for servers that
+export only a mean) a pair of latency counters.
 """
 
 from __future__ import annotations
@@ -23,46 +25,48 @@ class Profile:
 
 PROFILES: dict[str, Profile] = {
     "generic": Profile(
-        requests="sum(rate(inference_requests_total{{{app}}}[{window}]))",
-        errors='sum(rate(inference_requests_total{{{app},code=~"5.."}}[{window}]))',
+        requests="sum {by} (rate(inference_requests_total{{{app}}}[{window}]))",
+        errors='sum {by} (rate(inference_requests_total{{{app},code=~"5.."}}[{window}]))',
         latency_histogram="inference_request_duration_seconds",
         description="inference_requests_total{code} and the inference_request_duration_seconds histogram",
     ),
     "vllm": Profile(
-        requests="sum(rate(vllm:request_success_total{{{app}}}[{window}]))",
+        requests="sum {by} (rate(vllm:request_success_total{{{app}}}[{window}]))",
         errors=None,
         latency_histogram="vllm:e2e_request_latency_seconds",
         description="vLLM's OpenAI server: vllm:request_success_total, vllm:e2e_request_latency_seconds",
     ),
     "kserve": Profile(
-        requests="sum(rate(request_predict_seconds_count{{{app}}}[{window}]))",
+        requests="sum {by} (rate(request_predict_seconds_count{{{app}}}[{window}]))",
         errors=None,
         latency_histogram="request_predict_seconds",
         description="KServe model servers: the request_predict_seconds histogram",
     ),
     "triton": Profile(
-        requests="sum(rate(nv_inference_request_success{{{app}}}[{window}])) + sum(rate(nv_inference_request_failure{{{app}}}[{window}]))",
-        errors="sum(rate(nv_inference_request_failure{{{app}}}[{window}]))",
+        requests='sum {by} (rate({{__name__=~"nv_inference_request_(success|failure)",{app}}}[{window}]))',
+        errors="sum {by} (rate(nv_inference_request_failure{{{app}}}[{window}]))",
         latency_histogram=None,
-        latency_mean="sum(rate(nv_inference_request_duration_us{{{app}}}[{window}])) / sum(rate(nv_inference_request_success{{{app}}}[{window}])) / 1e6",
+        latency_mean=("sum {by} (rate(nv_inference_request_duration_us{{{app}}}[{window}])) / "
+                      "sum {by} (rate(nv_inference_request_success{{{app}}}[{window}])) / 1e6"),
         description="NVIDIA Triton: nv_inference_request_success/failure, nv_inference_request_duration_us (a mean)",
     ),
     "torchserve": Profile(
-        requests="sum(rate(ts_inference_requests_total{{{app}}}[{window}]))",
+        requests="sum {by} (rate(ts_inference_requests_total{{{app}}}[{window}]))",
         errors=None,
         latency_histogram=None,
-        latency_mean="sum(rate(ts_inference_latency_microseconds{{{app}}}[{window}])) / sum(rate(ts_inference_requests_total{{{app}}}[{window}])) / 1e6",
+        latency_mean=("sum {by} (rate(ts_inference_latency_microseconds{{{app}}}[{window}])) / "
+                      "sum {by} (rate(ts_inference_requests_total{{{app}}}[{window}])) / 1e6"),
         description="TorchServe: ts_inference_requests_total, ts_inference_latency_microseconds (a mean)",
     ),
 }
 
-# What every cluster has: cAdvisor and kube-state-metrics.
-CPU_USAGE = "sum(rate(container_cpu_usage_seconds_total{{{pods}}}[{window}]))"
-THROTTLED = ("sum(rate(container_cpu_cfs_throttled_periods_total{{{pods}}}[{window}])) / "
-             "sum(rate(container_cpu_cfs_periods_total{{{pods}}}[{window}]))")
-MEMORY = "avg(container_memory_working_set_bytes{{{pods}}})"
-OOM_KILLS = ("sum(increase(kube_pod_container_status_restarts_total{{{pods}}}[{window}]) "
+# What every cluster has, per container: cAdvisor and kube-state-metrics.
+CPU_USAGE = "sum by (pod, container) (rate(container_cpu_usage_seconds_total{{{pods}}}[{window}]))"
+CFS_PERIODS = "sum by (pod, container) (rate(container_cpu_cfs_periods_total{{{pods}}}[{window}]))"
+CFS_THROTTLED = "sum by (pod, container) (rate(container_cpu_cfs_throttled_periods_total{{{pods}}}[{window}]))"
+MEMORY = "max by (pod, container) (container_memory_working_set_bytes{{{pods}}})"
+OOM_KILLS = ("sum by (pod, container) (increase(kube_pod_container_status_restarts_total{{{pods}}}[{window}]) "
              'and on (pod, container) kube_pod_container_status_last_terminated_reason{{{pods},reason="OOMKilled"}})')
-FRESHNESS = "time() - max(timestamp(container_cpu_usage_seconds_total{{{pods}}}))"
+SAMPLE_AGE = "time() - max by (pod, container) (timestamp(container_cpu_usage_seconds_total{{{pods}}}))"
 NODE_CPU_FREE = ('sum(kube_node_status_allocatable{resource="cpu"}) - '
                  'sum(kube_pod_container_resource_requests{resource="cpu",node!=""})')
