@@ -19,6 +19,8 @@ class Node:
     memory: float  # allocatable bytes
     cpu_requested: float = 0.0
     memory_requested: float = 0.0
+    cpu_limits: float = 0.0  # of the pods bound here: above `cpu`, they can contend for it
+    squeezed: bool = False  # some pod here may run below its limit (the simulator's contention model)
     pods: list["Pod"] = field(default_factory=list)
 
     def fits(self, cpu: float, memory: float) -> bool:
@@ -59,6 +61,7 @@ class Pod:
     scrapes: dict[float, float] = field(default_factory=dict)  # metrics-server samples: time -> cpu_seconds
     resize_at: float | None = None  # an in-place resize takes effect at this time
     resize_to: tuple[float, float, float, float] | None = None  # (cpu req, cpu lim, mem req, mem lim)
+    cpu_available: float | None = None  # CPU it can use while serving, if node contention squeezes it below its limit
 
     @property
     def phase(self) -> str:
@@ -79,6 +82,7 @@ def bind(pod: Pod, node: Node) -> None:
     node.pods.append(pod)
     node.cpu_requested += pod.cpu_request
     node.memory_requested += pod.memory_request
+    node.cpu_limits += pod.cpu_limit
 
 
 def unbind(pod: Pod) -> None:
@@ -88,7 +92,16 @@ def unbind(pod: Pod) -> None:
     node.pods.remove(pod)
     node.cpu_requested -= pod.cpu_request
     node.memory_requested -= pod.memory_request
+    node.cpu_limits -= pod.cpu_limit
     pod.node = None
+    pod.cpu_available = None
+
+
+def set_cpu_limit(pod: Pod, cpu_limit: float) -> None:
+    """A resized container's new CPU limit, kept in its node's sum of limits."""
+    if pod.node is not None:
+        pod.node.cpu_limits += cpu_limit - pod.cpu_limit
+    pod.cpu_limit = cpu_limit
 
 
 def resize_requests(pod: Pod, cpu_request: float, memory_request: float) -> bool:

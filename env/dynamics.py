@@ -13,8 +13,10 @@ Model (see DESIGN.md, "Model semantics"):
 - At or above capacity (or while a backlog drains), a fluid backlog builds at arrivals minus
   capacity, second by second; a request waits backlog / capacity; the backlog is capped at what
   capacity can clear within the timeout, the excess is dropped.
-- CPU: a replica uses (served rate x CPU per request), at most its usable cores. It is
-  throttled while more requests run than its CPU limit can give full cores to.
+- CPU: a replica uses (served rate x CPU per request), at most its usable cores: its limit, or
+  less when node contention squeezes it (`contention.effective_cpu`). It is throttled (its CFS
+  quota runs out) while more requests run than its limit can give full cores to; a replica
+  squeezed below its limit by its neighbours is slowed, not throttled.
 - Memory: working set = base + per-request memory x requests in workers; an upward crossing
   above the limit is an OOM kill (a hazard per second in steady state; certain under overload).
 """
@@ -35,6 +37,7 @@ class ReplicaModel:
 
     cpu_limit: float
     memory_limit: float
+    cpu_available: float  # the CPU it can use while serving: its limit, or less under node contention
     servers: int
     mu: float  # per server
     capacity: float  # requests/s per replica
@@ -55,17 +58,20 @@ def replica_model(
     cores_per_request: float,
     memory_per_request: float,
     base_memory: float,
+    cpu_available: float | None = None,
 ) -> ReplicaModel:
-    servers, mu = replica_servers(cpu_limit, concurrency, cpu_per_request, cores_per_request)
-    usable = min(concurrency * cores_per_request, cpu_limit)
-    throttle_from = None if cpu_limit >= concurrency * cores_per_request else int(cpu_limit / cores_per_request) + 1
+    available = cpu_limit if cpu_available is None else min(cpu_available, cpu_limit)
+    servers, mu = replica_servers(available, concurrency, cpu_per_request, cores_per_request)
+    usable = min(concurrency * cores_per_request, available)
+    quota_binds = available >= cpu_limit and cpu_limit < concurrency * cores_per_request
+    throttle_from = int(cpu_limit / cores_per_request) + 1 if quota_binds else None
     if memory_per_request <= 0:
         oom_above = None if base_memory <= memory_limit else -1
     else:
         fit = math.floor((memory_limit - base_memory) / memory_per_request)
         oom_above = None if fit >= concurrency else max(fit, -1)
     return ReplicaModel(
-        cpu_limit, memory_limit, servers, mu, servers * mu, usable, throttle_from, oom_above,
+        cpu_limit, memory_limit, available, servers, mu, servers * mu, usable, throttle_from, oom_above,
         concurrency, memory_per_request, base_memory,
     )
 

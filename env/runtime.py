@@ -115,7 +115,7 @@ class ServiceRuntime:
     last_utilization: int | None = None  # the HPA's last CPU utilization reading (% of requests)
     rate_sums: np.ndarray = field(default_factory=lambda: np.zeros(1))  # prefix sums of `rates`
     arrival_sums: np.ndarray = field(default_factory=lambda: np.zeros(1))  # prefix sums of `arrivals`
-    _models: dict[tuple[float, float], ReplicaModel] = field(default_factory=dict)
+    _models: dict[tuple[float, float, float | None], ReplicaModel] = field(default_factory=dict)
     _view: PodView | None = None
 
     def __post_init__(self) -> None:
@@ -126,9 +126,12 @@ class ServiceRuntime:
         """Call after any change to the pods (created, deleted, bound, started, ready, crashed, resized)."""
         self._view = None
 
-    def model(self, cpu_limit: float, memory_limit: float) -> ReplicaModel:
-        """The queueing model of a replica with these limits (cached: limits take few values)."""
-        key = (cpu_limit, memory_limit)
+    def model(self, cpu_limit: float, memory_limit: float, cpu_available: float | None = None) -> ReplicaModel:
+        """The queueing model of a replica with these limits (cached: limits take few values).
+
+        `cpu_available` is what node contention leaves it while serving (None: its limit).
+        """
+        key = (cpu_limit, memory_limit, cpu_available)
         found = self._models.get(key)
         if found is None:
             spec = self.spec
@@ -140,8 +143,13 @@ class ServiceRuntime:
                 cores_per_request=spec.cores_per_request,
                 memory_per_request=spec.memory_per_request,
                 base_memory=spec.base_memory,
+                cpu_available=cpu_available,
             )
         return found
+
+    def usable_cores(self, pod: Pod) -> float:
+        """The most CPU this service's workers can use in `pod` (its limit, or less)."""
+        return min(self.spec.concurrency * self.spec.cores_per_request, pod.cpu_limit)
 
     @property
     def view(self) -> PodView:
@@ -168,7 +176,7 @@ class ServiceRuntime:
             if pod.revision != self.revision:
                 outdated += 1
             if pod.ready_since is not None:
-                model = self.model(pod.cpu_limit, pod.memory_limit)
+                model = self.model(pod.cpu_limit, pod.memory_limit, pod.cpu_available)
                 g = group_of.get(model)
                 if g is None:
                     g = group_of[model] = len(models)

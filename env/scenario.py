@@ -35,12 +35,26 @@ class NodePool:
     memory: float  # allocatable bytes per node
 
 
+PRICE_RULES = ("max-request-usage", "request")
+
+
 @dataclass(frozen=True)
 class Prices:
-    """What reserved resources cost (requests x time), e.g. a cloud's on-demand node price split."""
+    """What a container's CPU and memory cost per hour, and which amount of them is billed.
+
+    The `rule` is how OpenCost and Kubecost allocate a node's cost to containers: by default
+    `max-request-usage`, each resource billed at the larger of its request and its usage (a
+    container bursting above its request pays for what it takes from the node's slack); with
+    `request`, at the request alone (what a reservation costs, whatever is used).
+    """
 
     cpu_core_hour: float
     memory_gib_hour: float
+    rule: str = "max-request-usage"
+
+    @property
+    def bills_usage(self) -> bool:
+        return self.rule == "max-request-usage"
 
     def per_second(self, cpu_cores: float, memory_bytes: float) -> float:
         return (cpu_cores * self.cpu_core_hour + memory_bytes / GIB * self.memory_gib_hour) / 3600.0
@@ -161,6 +175,7 @@ def scenario_from_config(reader: Reader, base_dir: Path) -> Scenario:
     prices = Prices(
         cpu_core_hour=prices_reader.number("cpu_core_hour", min_value=0.0),
         memory_gib_hour=prices_reader.number("memory_gib_hour", min_value=0.0),
+        rule=prices_reader.string("rule", PRICE_RULES[0], choices=PRICE_RULES),
     )
     prices_reader.done()
     timings = _timings_from_config(reader.mapping("cluster"))

@@ -23,7 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from rlscale.env import deployment, kubelet
-from rlscale.env.cluster import Node, Pod, bind, choose_node, choose_victims, resize_requests, unbind
+from rlscale.env.cluster import Node, Pod, bind, choose_node, choose_victims, resize_requests, set_cpu_limit, unbind
+from rlscale.env.contention import CpuClaim, effective_cpu
 from rlscale.env.dynamics import ReplicaModel, Span, run_span
 from rlscale.env.hpa import HpaSpec
 from rlscale.env.hpa_behavior import Behavior, ScalingRules
@@ -35,6 +36,7 @@ from rlscale.env.state import ServiceState
 from rlscale.env.workloads import Workload
 
 PEAK_BLOCK_S = 15  # block size of the precomputed per-block peak rates
+SQUEEZE_STEP = 0.99  # squeezed CPU is rounded to this geometric grid of the limit (bounded model cache)
 WARM_START_S = 3600.0  # the initial replicas have been ready this long when the run starts
 
 
@@ -260,6 +262,7 @@ class Simulator:
             svc.stats = IntervalStats()
         while self.now < end:
             until = min(end, self._next_event_time())
+            self._contend(self.now, until)
             plans = [self._plan_span(svc, self.now, until) for svc in self.services]
             oom_at = min((p.oom_at for p in plans if p.oom_at is not None), default=None)
             if oom_at is not None and oom_at < until:
@@ -319,20 +322,84 @@ class Simulator:
             stats.throttled_replica_seconds += span.throttled_fraction[g] * replica_seconds
             stats.working_set_byte_seconds += span.working_set[g] * replica_seconds
             svc.oom_clock -= span.oom_hazard[g] * replica_seconds
+        above_cpu = above_memory = 0.0  # usage above requests, which the max(request, usage) rule bills
         for pod, g in view.ready:
             pod.cpu_seconds += span.cpu_per_replica[g] * seconds
             pod.throttled_seconds += span.throttled_fraction[g] * seconds
             pod.running_seconds += seconds
             pod.working_set = span.working_set[g]
+            above_cpu += max(0.0, span.cpu_per_replica[g] - pod.cpu_request)
+            above_memory += max(0.0, pod.working_set - pod.memory_request)
         for pod in view.starting:  # loading the model
-            pod.cpu_seconds += min(svc.spec.cores_per_request, pod.cpu_limit) * seconds
+            burn = min(svc.spec.cores_per_request, pod.cpu_limit)
+            pod.cpu_seconds += burn * seconds
             pod.running_seconds += seconds
             pod.working_set = min(svc.spec.base_memory, pod.memory_limit)
+            above_cpu += max(0.0, burn - pod.cpu_request)
+            above_memory += max(0.0, pod.working_set - pod.memory_request)
         stats.ready_replica_seconds += len(view.ready) * seconds
         stats.scheduled_replica_seconds += view.scheduled * seconds
         stats.cpu_request_core_seconds += view.cpu_requested * seconds
         stats.memory_request_byte_seconds += view.memory_requested * seconds
-        stats.cost += self.scenario.prices.per_second(view.cpu_requested, view.memory_requested) * seconds
+        prices = self.scenario.prices
+        if not prices.bills_usage:
+            above_cpu = above_memory = 0.0
+        stats.cost += prices.per_second(view.cpu_requested + above_cpu, view.memory_requested + above_memory) * seconds
+
+    def _contend(self, start: int, end: int) -> None:
+        """Node CPU contention over [start, end): what each ready pod can use on a crowded node.
+
+        Only nodes whose pods' limits exceed their CPU can contend; on the others every pod keeps
+        its limit. A pod whose available CPU changes changes its service's replica groups.
+        """
+        for node in self.nodes:
+            if node.cpu_limits > node.cpu * (1.0 + 1e-12):
+                self._squeeze(node, start, end)
+                node.squeezed = True
+            elif node.squeezed:
+                node.squeezed = False
+                for pod in node.pods:
+                    if pod.cpu_available is not None:
+                        pod.cpu_available = None
+                        self.services[pod.service].changed()
+
+    def _squeeze(self, node: Node, start: int, end: int) -> None:
+        groups: dict[tuple, list[Pod]] = {}
+        claims: list[CpuClaim] = []
+        for pod in node.pods:
+            svc = self.services[pod.service]
+            usable = svc.usable_cores(pod)
+            if pod.ready_since is not None:
+                key: tuple = (pod.service, pod.cpu_request, pod.cpu_limit, pod.memory_limit, pod.cpu_available)
+                demand = self._pod_demand(svc, pod, start, end)
+            elif pod.started_at is not None:  # loading its model: a steady burn
+                key, demand = (pod.service, pod.cpu_request, pod.cpu_limit, "starting"), min(svc.spec.cores_per_request, usable)
+                usable = demand
+            else:
+                continue
+            members = groups.get(key)
+            if members is None:
+                groups[key] = [pod]
+                claims.append(CpuClaim(pod.cpu_request, usable, demand))
+            else:
+                members.append(pod)
+        claims = [CpuClaim(c.request, c.limit, c.demand, len(members)) for c, members in zip(claims, groups.values())]
+        for claim, members, cpu in zip(claims, groups.values(), effective_cpu(node.cpu, claims)):
+            squeezed = _on_grid(cpu, claim.limit)
+            for pod in members:
+                if pod.ready_since is not None and pod.cpu_available != squeezed:
+                    pod.cpu_available = squeezed
+                    self.services[pod.service].changed()
+
+    def _pod_demand(self, svc: ServiceRuntime, pod: Pod, start: int, end: int) -> float:
+        """The CPU a ready pod needs on average over [start, end): its share of the load (by capacity)."""
+        view = svc.view
+        if svc.backlog > 0.0:
+            return svc.usable_cores(pod)  # a queue is waiting: every replica is busy
+        total = sum(m.capacity * n for m, n in zip(view.models, view.counts))
+        mine = svc.model(pod.cpu_limit, pod.memory_limit, pod.cpu_available).capacity
+        rate = float(svc.rate_sums[end] - svc.rate_sums[start]) / (end - start)
+        return rate * mine / total * svc.spec.cpu_per_request if total > 0 else 0.0
 
     def _fire_oom(self, svc: ServiceRuntime, plan: PlannedSpan) -> None:
         """Kill what the span's OOM clock says: one replica, or every saturated one under overload."""
@@ -392,7 +459,8 @@ class Simulator:
         if kubelet.memory_shrink_blocked(pod, mem_lim, working_set) or not resize_requests(pod, cpu_req, mem_req):
             pod.resize_at = retry_at  # Deferred: retried later
             return
-        pod.cpu_limit, pod.memory_limit = cpu_lim, mem_lim
+        set_cpu_limit(pod, cpu_lim)
+        pod.memory_limit = mem_lim
         pod.resize_at = pod.resize_to = None
 
     def _sync_hpa(self, svc: ServiceRuntime, now: float) -> None:
@@ -469,6 +537,12 @@ class Simulator:
         # Preemption victims are recreated by their Deployments and wait (Pending) for room.
         for svc in self.services:
             self._reconcile_deployment(svc)
+
+
+def _on_grid(cpu: float, limit: float) -> float | None:
+    """Squeezed CPU rounded to a geometric grid below the limit; None when it is not squeezed."""
+    steps = round(math.log(cpu / limit) / math.log(SQUEEZE_STEP)) if 0.0 < cpu < limit else 0
+    return None if steps <= 0 else limit * SQUEEZE_STEP**steps
 
 
 def _oom_under_overload(model: ReplicaModel) -> bool:
