@@ -75,14 +75,18 @@ class PolicyNetwork:
     obs_clip: float
     action_nvec: tuple[int, ...]
 
-    def act(self, observations: np.ndarray) -> np.ndarray:
-        """Deterministic actions for a batch of raw observations, shape (n, len(action_nvec))."""
+    def logits(self, observations: np.ndarray) -> np.ndarray:
+        """The action head's logits for a batch of raw observations, shape (n, sum(action_nvec))."""
         x = np.clip((observations - self.obs_mean) / np.sqrt(self.obs_var + self.obs_epsilon), -self.obs_clip, self.obs_clip)
         x = x.astype(np.float32)
         activate = ACTIVATIONS[self.activation]
         for weight, bias in self.layers:
             x = activate(x @ weight.T + bias)
-        logits = x @ self.action_weight.T + self.action_bias
+        return x @ self.action_weight.T + self.action_bias
+
+    def act(self, observations: np.ndarray) -> np.ndarray:
+        """Deterministic actions for a batch of raw observations, shape (n, len(action_nvec))."""
+        logits = self.logits(observations)
         bounds = np.cumsum((0, *self.action_nvec))
         return np.stack([logits[:, a:b].argmax(axis=1) for a, b in zip(bounds[:-1], bounds[1:])], axis=1)
 

@@ -28,13 +28,15 @@ the pods' limits add up to no more than the node's CPU, nothing can contend and 
 its limit.
 
 Accuracy and limits, against a discrete-event simulation of CFS shares on one node
-(`env/cfs_des.py`; `tests/test_contention.py` up to 0.85, `bench/contention.py` to 0.95):
-- two single-worker services with any requests and loads: mean and p95 latency within 10% at
-  node utilizations 0.5-0.95;
-- two multi-worker services: within 12% for the one with the larger share, within 30% for the
-  other at 0.85-0.95 (its latency is underestimated);
-- several replicas of one service and a second service: within 30% for mean latency up to 0.85,
-  within 50% at 0.95 (overestimated), 20% underestimated at 0.5;
+(`env/cfs_des.py`; `tests/test_contention.py` up to 0.85, `bench/contention.py` to 0.95, 3 seeds
+of 400,000 requests):
+- two single-worker services, requests 3:1 or loads 7:3: mean latency within 8% and p95 within
+  11% at node utilizations 0.5-0.95;
+- two two-worker services (requests 2:1, work per request 2:1): within 11% for the one with the
+  larger share; for the other, mean within 10% up to 0.7, -19% at 0.85 and -26% at 0.95, p95
+  -20% to -34% from 0.7 on (its latency is underestimated);
+- several replicas of one service beside a second service: mean latency within 30% up to 0.85,
+  up to 50% overestimated at 0.95, 20% underestimated at 0.5 (exploration runs, not in the bench);
 - it misses badly when a neighbour's requests are much longer than this pod's and, while that
   neighbour is busy, this pod's share is below its demand: the pod then queues through the
   neighbour's busy stretches, a slow modulation that one steady capacity cannot show.

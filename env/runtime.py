@@ -15,6 +15,7 @@ import numpy as np
 from rlscale.env.cluster import Pod
 from rlscale.env.dynamics import ReplicaModel, replica_model
 from rlscale.env.hpa import HorizontalPodAutoscaler, HpaDecision, HpaSpec
+from rlscale.env.kpa import KpaSettings, KpaState
 from rlscale.env.queueing import LatencyComponent, mixture_quantile, mixture_survival
 from rlscale.env.scenario import ServiceSpec
 
@@ -113,6 +114,10 @@ class ServiceRuntime:
     last_hpa_decision: HpaDecision | None = None
     last_hpa_sync: float | None = None
     last_utilization: int | None = None  # the HPA's last CPU utilization reading (% of requests)
+    kpa: KpaSettings | None = None  # a Knative Pod Autoscaler in charge instead of the HPA
+    kpa_state: KpaState = field(default_factory=KpaState)
+    in_flight_seconds: float = 0.0  # time integral of requests in flight (what the KPA reads)
+    in_flight_mark: float = 0.0  # its value at the KPA's last tick
     rate_sums: np.ndarray = field(default_factory=lambda: np.zeros(1))  # prefix sums of `rates`
     arrival_sums: np.ndarray = field(default_factory=lambda: np.zeros(1))  # prefix sums of `arrivals`
     _models: dict[tuple[float, float, float | None], ReplicaModel] = field(default_factory=dict)

@@ -36,6 +36,7 @@ class NodePool:
 
 
 PRICE_RULES = ("max-request-usage", "request")
+PRICE_RULE_TEXT = {"max-request-usage": "max(request, usage)", "request": "request"}
 
 
 @dataclass(frozen=True)

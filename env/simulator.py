@@ -27,8 +27,9 @@ from rlscale.env.cluster import Node, Pod, bind, choose_node, choose_victims, re
 from rlscale.env.contention import CpuClaim, effective_cpu
 from rlscale.env.dynamics import ReplicaModel, Span, run_span
 from rlscale.env.hpa import HpaSpec
-from rlscale.env.hpa_behavior import Behavior, ScalingRules
+from rlscale.env.hpa_behavior import SCALE_UP_PRESETS, Behavior, ScalingRules
 from rlscale.env.hpa_replicas import HpaMetricsError
+from rlscale.env.kpa import TICK_S as KPA_TICK_S, KpaSettings, KpaState, kpa_step
 from rlscale.env.metrics_server import SAMPLES_KEPT, metric_replicas, scrape
 from rlscale.env.runtime import IntervalStats, ServiceRuntime
 from rlscale.env.scenario import Scenario
@@ -177,24 +178,33 @@ class Simulator:
         """Replace the HPA's spec (bounds, target, behavior); it acts on it at its next sync."""
         self._by_name[name].hpa_spec = spec
 
-    def set_hpa_target(self, name: str, target_utilization: int, scale_down_window_s: int | None = None) -> None:
-        """Patch the HPA's CPU target and, if given, its scale-down stabilization window.
+    def set_hpa_target(self, name: str, target_utilization: int, scale_down_window_s: int | None = None,
+                       scale_up: str | None = None, tolerance: float | None = None) -> None:
+        """Patch the HPA's CPU target and, if given, its scale-down window, scale-up behavior and tolerance.
 
-        A window is set the way a manifest sets it: ``behavior.scaleDown.stabilizationWindowSeconds``
-        (the rest of the behavior keeps its defaults).
+        A window is set the way a manifest sets it: ``behavior.scaleDown.stabilizationWindowSeconds``;
+        a scale-up preset replaces ``behavior.scaleUp`` (`hpa_behavior.SCALE_UP_PRESETS`); the
+        tolerance is the per-HPA ``tolerance`` of both directions. What is not given is kept.
         """
         svc = self._by_name[name]
         spec = svc.hpa_spec
         behavior = spec.behavior
-        if scale_down_window_s is not None:
-            behavior = Behavior(
-                scale_up=behavior.scale_up if behavior else None,
-                scale_down=dataclasses.replace(
-                    (behavior.scale_down if behavior and behavior.scale_down else ScalingRules()),
-                    stabilization_window_seconds=scale_down_window_s,
-                ),
-            )
-        self.set_hpa_spec(name, dataclasses.replace(spec, target_cpu_utilization_percent=target_utilization, behavior=behavior))
+        if scale_down_window_s is not None or scale_up is not None:
+            down = behavior.scale_down if behavior and behavior.scale_down else ScalingRules()
+            if scale_down_window_s is not None:
+                down = dataclasses.replace(down, stabilization_window_seconds=scale_down_window_s)
+            up = SCALE_UP_PRESETS[scale_up] if scale_up is not None else (behavior.scale_up if behavior else None)
+            behavior = Behavior(scale_up=up, scale_down=down)
+        tolerances = spec.tolerances if tolerance is None else (tolerance, tolerance)
+        self.set_hpa_spec(name, dataclasses.replace(spec, target_cpu_utilization_percent=target_utilization,
+                                                    behavior=behavior, tolerances=tolerances))
+
+    def set_kpa(self, name: str, settings: KpaSettings | None) -> None:
+        """Put a Knative Pod Autoscaler in charge of the replicas instead of the HPA (None: the HPA again)."""
+        svc = self._by_name[name]
+        if settings != svc.kpa:
+            svc.kpa, svc.kpa_state = settings, KpaState()
+            svc.in_flight_mark = svc.in_flight_seconds
 
     def set_replicas(self, name: str, replicas: int) -> None:
         """Patch the Deployment's scale (an active HPA may change it again at its next sync)."""
@@ -278,7 +288,10 @@ class Simulator:
 
     def _next_event_time(self) -> int:
         timings = self.timings
-        upcoming = min((self.now // p + 1) * p for p in (timings.hpa_sync_period_s, timings.metrics_resolution_s))
+        periods = [timings.hpa_sync_period_s, timings.metrics_resolution_s]
+        if any(svc.kpa is not None for svc in self.services):
+            periods.append(KPA_TICK_S)
+        upcoming = min((self.now // p + 1) * p for p in periods)
         for svc in self.services:
             pod_event = svc.view.next_event
             if self.now < pod_event < upcoming:
@@ -315,6 +328,7 @@ class Simulator:
         stats.dropped += span.dropped
         for component in span.components:
             stats.add_component(component)
+            svc.in_flight_seconds += component.weight * component.mean
         svc.backlog = stats.backlog = span.backlog
         for g, count in enumerate(view.counts):
             replica_seconds = count * seconds
@@ -434,7 +448,12 @@ class Simulator:
                 scrape(svc.pods, now)
         if self.now % self.timings.hpa_sync_period_s == 0:
             for svc in self.services:
-                self._sync_hpa(svc, now)
+                if svc.kpa is None:
+                    self._sync_hpa(svc, now)
+        if self.now % KPA_TICK_S == 0:
+            for svc in self.services:
+                if svc.kpa is not None:
+                    self._tick_kpa(svc, now)
         for svc in self.services:
             self._reconcile_deployment(svc)
         self._schedule_pending()
@@ -474,6 +493,17 @@ class Simulator:
         svc.last_hpa_sync = now
         if decision.desired_replicas != svc.replicas:
             svc.replicas = decision.desired_replicas
+            svc.stats.replica_changes += 1
+
+    def _tick_kpa(self, svc: ServiceRuntime, now: float) -> None:
+        """The Knative autoscaler's tick: total requests in flight over the last tick, then its decision."""
+        assert svc.kpa is not None
+        concurrency = (svc.in_flight_seconds - svc.in_flight_mark) / KPA_TICK_S
+        svc.in_flight_mark = svc.in_flight_seconds
+        bounds = svc.spec.bounds
+        desired = kpa_step(svc.kpa, svc.kpa_state, now, concurrency, len(svc.view.ready), bounds.min_replicas, bounds.max_replicas)
+        if desired != svc.replicas:
+            svc.replicas = desired
             svc.stats.replica_changes += 1
 
     def _reconcile_deployment(self, svc: ServiceRuntime) -> None:

@@ -32,18 +32,24 @@ def test_compare_end_to_end_on_a_short_trace(tmp_path: Path) -> None:
     names = default_policy_names()
     assert "learned:default" in names  # the shipped policy runs by default
     assert set(data["policies"]) == set(names)
-    assert len(data["records"]) == len(names) * 1 * 2
+    assert len(data["records"]) == (len(names) + 1) * 1 * 2  # every policy and the bound
+    assert data["cost_rule"] == "max-request-usage"
     for record in data["records"]:
         assert tuple(record) == RECORD_FIELDS
         assert record["trace"] == "short_10s" and record["seed"] in (0, 1)
         assert record["cost"] > 0 and 0 <= record["slo_violation_rate"] <= 1
-    assert set(data["summary"]) == set(names)
+    assert set(data["summary"]) == {*names, "bound"}
+    bound, oracle = data["summary"]["bound"]["cost"]["mean"], data["summary"]["oracle"]["cost"]["mean"]
+    assert bound <= oracle
+    frontier = data["frontier"]["short_10s"]
+    assert [p["target_utilization"] for p in frontier] == [30, 40, 50, 60, 70, 80, 90, 95]
+    assert frontier[0]["cost"] > frontier[-1]["cost"]  # a lower target costs more
     assert data["summary"]["hpa-tuned"]["cost_vs_reference"]["mean"] == pytest.approx(1.0)
     load = data["loads"]["short_10s"]
     assert load["kind"] == "trace" and load["duration_s"] == 1800 and load["time_scale"] == 1.0
     assert load["services"]["image-classifier"]["peak_rps"] == pytest.approx(32.0)
     assert "train" in data["tuning"]["loads"] and "eval" not in data["tuning"]["loads"]
-    for policy in ("hpa-tuned", "hpa+vpa", "proportional-demand"):
+    for policy in ("hpa-tuned", "hpa+vpa", "predictive", "kpa", "proportional-demand"):
         assert data["tuning"]["settings"][policy]
     for name in names:
         assert name in result.stdout
@@ -90,17 +96,18 @@ def test_report_plots_and_tables_match_the_json(tmp_path: Path) -> None:
     result = run_cli("compare", "--traces", str(trace), "--tune-traces", str(tuning), "--seeds", "2",
                      "--policies", "hpa,hpa-tuned,oracle", "--json", str(out), "--report", str(report))
     assert result.returncode == 0, result.stderr
-    for name in ("report.md", "report.html", "cost-vs-slo.png", "cost-vs-hpa-tuned.png", "timeline-short_10s-image-classifier.png"):
+    for name in ("report.md", "report.html", "frontier.png", "cost-vs-hpa-tuned.png", "timeline-short_10s-image-classifier.png"):
         assert (report / name).stat().st_size > 1000, name
     assert (report / "timeline-short_10s-image-classifier.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     html = (report / "report.html").read_text()
     assert html.count("data:image/png;base64,") == 3 and "<table>" in html
     summary = json.loads(out.read_text())["summary"]
     markdown = (report / "report.md").read_text()
-    table = markdown.split("## Summary\n", 1)[1].strip().split("\n\n")[0].splitlines()
+    section = markdown.split("## Summary\n", 1)[1]
+    table = [line for line in section[section.index("|"):].split("\n\n")[0].splitlines()]
     header, rows = table[0], table[2:]
     columns = [c.strip() for c in header.strip("|").split("|")]
-    keys = {"cost ($)": "cost", "cost vs hpa-tuned": "cost_vs_reference", "SLO-violating intervals": "slo_violation_rate",
+    keys = {"cost ($)": "cost", "cost vs HPA frontier at equal SLO": "cost_vs_frontier", "cost vs hpa-tuned": "cost_vs_reference", "SLO-violating intervals": "slo_violation_rate",
             "p95 latency (s)": "p95_latency_s", "drop rate": "drop_rate", "OOM kills": "oom_kills",
             "scaling actions": "scaling_actions", "replica-hours": "replica_hours", "CPU core-hours": "cpu_core_hours"}
     assert {row.split("|")[1].strip() for row in rows} == set(summary)
@@ -108,6 +115,9 @@ def test_report_plots_and_tables_match_the_json(tmp_path: Path) -> None:
         cells = [c.strip() for c in row.strip("|").split("|")]
         policy = cells[0]
         for column, cell in zip(columns[1:], cells[1:]):
+            if cell == "— ± —":  # what the bound has no figure for
+                assert np.isnan(summary[policy][keys[column]]["mean"]) and policy == "bound"
+                continue
             mean, std = (float(x) for x in cell.split(" ± "))
             assert mean == pytest.approx(summary[policy][keys[column]]["mean"], rel=1e-3, abs=1e-9)
             assert std == pytest.approx(summary[policy][keys[column]]["std"], rel=1e-3, abs=1e-9)

@@ -64,8 +64,21 @@ def test_export_reload_and_parity_with_the_sb3_policy(trained: Path, tmp_path: P
     rng = np.random.default_rng(0)
     span = codec.OBSERVATION_HIGH - codec.OBSERVATION_LOW
     observations = (codec.OBSERVATION_LOW - 0.5 * span + rng.random((10_000, codec.OBSERVATION_SIZE)) * 2 * span).astype(np.float32)
+    import torch
+
+    normalized = torch.as_tensor(normalization.normalize_obs(observations))
+    with torch.no_grad():
+        parts = model.policy.get_distribution(normalized).distribution
+    theirs = np.concatenate([p.logits.numpy() for p in parts], axis=1)  # log-probabilities per part
+    ours = exported.network.logits(observations)
+    bounds = np.cumsum((0, *exported.network.action_nvec))
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        log_probs = ours[:, a:b] - np.log(np.exp(ours[:, a:b] - ours[:, a:b].max(1, keepdims=True)).sum(1, keepdims=True)) \
+            - ours[:, a:b].max(1, keepdims=True)
+        assert np.allclose(log_probs, theirs[:, a:b], atol=1e-4)
     expected, _ = model.predict(normalization.normalize_obs(observations), deterministic=True)
-    assert np.array_equal(exported.network.act(observations), expected)
+    agree = (exported.network.act(observations) == expected).all(axis=1)
+    assert agree.mean() > 0.999  # the rest are float32 near-ties between two actions
 
 
 def test_tampered_files_and_other_codec_versions_are_refused(trained: Path, tmp_path: Path) -> None:

@@ -1,9 +1,10 @@
 """The comparison as a report: `report.md` with PNG plots beside it, and a self-contained
 `report.html` (plots embedded), readable in a minute.
 
-Plots: for each load and service, the first seed's run over time (load and ready replicas,
-latency against the SLO, cumulative cost) for every policy; cost against SLO-violating
-intervals (a point per policy and seed); cost relative to the tuned HPA with error bars.
+Plots: the HPA frontier (the HPA's cost against SLO-violating intervals over its CPU targets)
+with every policy's point and the physical bound, which the summary leads with; for each load
+and service, the first seed's run over time (load and ready replicas, latency against the SLO,
+cumulative cost) for every policy; cost relative to the tuned HPA with error bars.
 """
 
 from __future__ import annotations
@@ -15,12 +16,14 @@ from pathlib import Path
 
 import numpy as np
 
+from rlscale.env.scenario import PRICE_RULE_TEXT
 from rlscale.errors import UserInputError
 from rlscale.training.compare import Comparison
 from rlscale.training.policies import REFERENCE
 
 SUMMARY_COLUMNS = (
     ("cost", "cost ($)"),
+    ("cost_vs_frontier", "cost vs HPA frontier at equal SLO"),
     ("cost_vs_reference", f"cost vs {REFERENCE}"),
     ("slo_violation_rate", "SLO-violating intervals"),
     ("p95_latency_s", "p95 latency (s)"),
@@ -33,8 +36,12 @@ SUMMARY_COLUMNS = (
 
 
 def number(value: float) -> str:
-    """How every figure is written in the report (4 significant digits)."""
-    return f"{value:.4g}"
+    """How every figure is written in the report (4 significant digits; '—' where it does not apply)."""
+    return "—" if np.isnan(value) else f"{value:.4g}"
+
+
+def cost_rule(comparison: Comparison) -> str:
+    return f"Cost: CPU and memory billed by {PRICE_RULE_TEXT[comparison.scenario.prices.rule]} (prices.rule)."
 
 
 def write_report(comparison: Comparison, out_dir: Path) -> list[Path]:
@@ -50,8 +57,8 @@ def write_report(comparison: Comparison, out_dir: Path) -> list[Path]:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserInputError(str(out_dir), f"cannot create the report directory ({exc.strerror or exc})") from None
-    colors = {p: plt.get_cmap("tab10")(i % 10) for i, p in enumerate(comparison.policies)}
-    plots = [*_timelines(comparison, out_dir, plt, colors), _scatter(comparison, out_dir, plt, colors),
+    colors = {p: plt.get_cmap("tab20")(i % 20) for i, p in enumerate(comparison.policies)}
+    plots = [_frontier_plot(comparison, out_dir, plt, colors), *_timelines(comparison, out_dir, plt, colors),
              _relative_cost(comparison, out_dir, plt, colors)]
     markdown = _markdown(comparison, plots)
     (out_dir / "report.md").write_text(markdown)
@@ -111,20 +118,29 @@ def _per_seed(comparison: Comparison, policy: str, metric: str) -> list[float]:
     ]
 
 
-def _scatter(comparison: Comparison, out_dir: Path, plt, colors) -> Path:
-    fig, ax = plt.subplots(figsize=(7, 5))
+def _frontier_plot(comparison: Comparison, out_dir: Path, plt, colors) -> Path:
+    """Mean over loads: the HPA frontier, each policy's point (± std over seeds), and the bound."""
+    fig, ax = plt.subplots(figsize=(8, 5.5))
+    if comparison.frontier:
+        targets = sorted({t for points in comparison.frontier.values() for t, _, _ in points})
+        curve = [(np.mean([v for points in comparison.frontier.values() for t2, v, _ in points if t2 == t]) * 100,
+                  np.mean([c for points in comparison.frontier.values() for t2, _, c in points if t2 == t])) for t in targets]
+        ax.plot([v for v, _ in curve], [c for _, c in curve], "-o", color="0.5", lw=1.5, ms=4, label="HPA frontier (targets)")
+        for t, (v, c) in zip(targets, curve):
+            ax.annotate(f"{t}%", (v, c), fontsize=6, color="0.4", xytext=(3, 3), textcoords="offset points")
     for policy in comparison.policies:
-        ax.scatter(
-            np.asarray(_per_seed(comparison, policy, "slo_violation_rate")) * 100,
-            _per_seed(comparison, policy, "cost"),
-            color=colors[policy], label=policy, s=40, alpha=0.8,
-        )
+        violations = np.asarray(_per_seed(comparison, policy, "slo_violation_rate")) * 100
+        costs = np.asarray(_per_seed(comparison, policy, "cost"))
+        ax.errorbar(violations.mean(), costs.mean(), xerr=violations.std(), yerr=costs.std(), fmt="o",
+                    color=colors[policy], label=policy, ms=7, capsize=3)
+    bound = np.mean(_per_seed(comparison, "bound", "cost"))
+    ax.axhline(bound, color="crimson", ls=":", lw=1.2, label="bound (physical limit)")
     ax.set_xlabel("SLO-violating intervals (%)")
     ax.set_ylabel("cost ($, mean over loads)")
-    ax.set_title("cost against SLO violations (a point per policy and seed)")
-    ax.legend(fontsize=7)
+    ax.set_title("cost against reliability: below the frontier is cheaper at equal SLO")
+    ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
-    path = out_dir / "cost-vs-slo.png"
+    path = out_dir / "frontier.png"
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
@@ -153,7 +169,7 @@ def summary_markdown(comparison: Comparison) -> str:
     summary = comparison.summary()
     lines = ["| policy | " + " | ".join(title for _, title in SUMMARY_COLUMNS) + " |",
              "|---" * (len(SUMMARY_COLUMNS) + 1) + "|"]
-    for policy in comparison.policies:
+    for policy in comparison.rows:
         cells = [f"{number(summary[policy][key]['mean'])} ± {number(summary[policy][key]['std'])}" for key, _ in SUMMARY_COLUMNS]
         lines.append(f"| {policy} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
@@ -166,16 +182,16 @@ def _markdown(comparison: Comparison, plots: list[Path]) -> str:
         f"# rlscale comparison: {comparison.scenario.name}\n",
         f"{len(comparison.policies)} policies on {len(loads)} loads ({', '.join(loads)}), "
         f"{len(comparison.seeds)} seeds each. Figures are means ± standard deviation over seeds of the "
-        f"mean over loads. Rates are fractions (0.01 = 1%).\n",
+        f"mean over loads. Rates are fractions (0.01 = 1%). {cost_rule(comparison)}\n",
         "## Summary\n",
+        "![cost against SLO-violating intervals, with the HPA frontier](frontier.png)\n",
         summary_markdown(comparison),
         f"\n![cost relative to {REFERENCE}](cost-vs-hpa-tuned.png)\n",
-        "\n![cost against SLO violations](cost-vs-slo.png)\n",
         f"\n## Per load: cost vs {REFERENCE} / SLO-violating intervals\n",
         "| policy | " + " | ".join(loads) + " |",
         "|---" * (len(loads) + 1) + "|",
     ]
-    for policy in comparison.policies:
+    for policy in comparison.rows:
         cells = [
             f"{number(by_load[policy][load]['cost_vs_reference']['mean'])} / {number(by_load[policy][load]['slo_violation_rate']['mean'])}"
             for load in loads

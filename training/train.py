@@ -77,7 +77,7 @@ def prepare(config: TrainConfig, log: Callable[[str], None]) -> tuple[Scenario, 
     costs, violations = {}, {}
     for case in validation_cases:
         costs[case.name], violations[case.name] = validation_run(scenario, service, tuned.build(), case)
-    setting = tuned.hpa[service]
+    setting = tuned.settings[service]
     log(f"hpa-tuned: target {setting.target_utilization}%, scale-down window {setting.scale_down_window_s} s; "
         f"validation SLO-violating intervals {np.mean(list(violations.values())):.1%}")
     return scenario, service, sampler, validation_cases, Reference(tuned, costs, violations, scenario.service(service).slo_budget)
