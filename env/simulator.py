@@ -366,9 +366,10 @@ class Simulator:
         Only nodes whose pods' limits exceed their CPU can contend; on the others every pod keeps
         its limit. A pod whose available CPU changes changes its service's replica groups.
         """
+        loads: dict[int, tuple[float, float]] = {}  # service -> (mean rate, ready capacity) at the span's start
         for node in self.nodes:
             if node.cpu_limits > node.cpu * (1.0 + 1e-12):
-                self._squeeze(node, start, end)
+                self._squeeze(node, start, end, loads)
                 node.squeezed = True
             elif node.squeezed:
                 node.squeezed = False
@@ -377,27 +378,27 @@ class Simulator:
                         pod.cpu_available = None
                         self.services[pod.service].changed()
 
-    def _squeeze(self, node: Node, start: int, end: int) -> None:
-        groups: dict[tuple, list[Pod]] = {}
-        claims: list[CpuClaim] = []
+    def _squeeze(self, node: Node, start: int, end: int, loads: dict[int, tuple[float, float]]) -> None:
+        groups: dict[tuple, list[Pod]] = {}  # identical pods: same service, resources and state
         for pod in node.pods:
+            if pod.ready_since is not None:
+                key: tuple = (pod.service, pod.cpu_request, pod.cpu_limit, pod.memory_limit, pod.cpu_available)
+            elif pod.started_at is not None:  # loading its model: a steady burn
+                key = (pod.service, pod.cpu_request, pod.cpu_limit, "starting")
+            else:
+                continue
+            groups.setdefault(key, []).append(pod)
+        claims = []
+        for members in groups.values():
+            pod = members[0]
             svc = self.services[pod.service]
             usable = svc.usable_cores(pod)
             if pod.ready_since is not None:
-                key: tuple = (pod.service, pod.cpu_request, pod.cpu_limit, pod.memory_limit, pod.cpu_available)
-                demand = self._pod_demand(svc, pod, start, end)
-            elif pod.started_at is not None:  # loading its model: a steady burn
-                key, demand = (pod.service, pod.cpu_request, pod.cpu_limit, "starting"), min(svc.spec.cores_per_request, usable)
-                usable = demand
+                claims.append(CpuClaim(pod.cpu_request, usable, _on_demand_grid(self._pod_demand(svc, pod, start, end, loads)),
+                                       len(members)))
             else:
-                continue
-            members = groups.get(key)
-            if members is None:
-                groups[key] = [pod]
-                claims.append(CpuClaim(pod.cpu_request, usable, demand))
-            else:
-                members.append(pod)
-        claims = [CpuClaim(c.request, c.limit, c.demand, len(members)) for c, members in zip(claims, groups.values())]
+                burn = min(svc.spec.cores_per_request, usable)
+                claims.append(CpuClaim(pod.cpu_request, burn, burn, len(members)))
         for claim, members, cpu in zip(claims, groups.values(), effective_cpu(node.cpu, claims)):
             squeezed = _on_grid(cpu, claim.limit)
             for pod in members:
@@ -405,14 +406,17 @@ class Simulator:
                     pod.cpu_available = squeezed
                     self.services[pod.service].changed()
 
-    def _pod_demand(self, svc: ServiceRuntime, pod: Pod, start: int, end: int) -> float:
+    def _pod_demand(self, svc: ServiceRuntime, pod: Pod, start: int, end: int, loads: dict[int, tuple[float, float]]) -> float:
         """The CPU a ready pod needs on average over [start, end): its share of the load (by capacity)."""
-        view = svc.view
         if svc.backlog > 0.0:
             return svc.usable_cores(pod)  # a queue is waiting: every replica is busy
-        total = sum(m.capacity * n for m, n in zip(view.models, view.counts))
+        load = loads.get(svc.index)
+        if load is None:
+            view = svc.view
+            load = loads[svc.index] = (float(svc.rate_sums[end] - svc.rate_sums[start]) / (end - start),
+                                       sum(m.capacity * n for m, n in zip(view.models, view.counts)))
+        rate, total = load
         mine = svc.model(pod.cpu_limit, pod.memory_limit, pod.cpu_available).capacity
-        rate = float(svc.rate_sums[end] - svc.rate_sums[start]) / (end - start)
         return rate * mine / total * svc.spec.cpu_per_request if total > 0 else 0.0
 
     def _fire_oom(self, svc: ServiceRuntime, plan: PlannedSpan) -> None:
@@ -573,6 +577,11 @@ def _on_grid(cpu: float, limit: float) -> float | None:
     """Squeezed CPU rounded to a geometric grid below the limit; None when it is not squeezed."""
     steps = round(math.log(cpu / limit) / math.log(SQUEEZE_STEP)) if 0.0 < cpu < limit else 0
     return None if steps <= 0 else limit * SQUEEZE_STEP**steps
+
+
+def _on_demand_grid(cores: float) -> float:
+    """A pod's CPU demand rounded to 1% steps (contention's inputs repeat, and its results are cached)."""
+    return 0.0 if cores <= 1e-6 else math.exp(round(math.log(cores) / math.log1p(0.01)) * math.log1p(0.01))
 
 
 def _oom_under_overload(model: ReplicaModel) -> bool:
