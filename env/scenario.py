@@ -279,7 +279,7 @@ def _service_from_config(reader: Reader, base_dir: Path, pools: tuple[NodePool, 
     resize = reader.string("resize", "in_place", choices=RESIZE_MODES)
     reader.done()
 
-    _check_schedulable(reader, pools, node_pool, cpu_request, memory_request)
+    _check_schedulable(reader, pools, node_pool, cpu_request, memory_request, bounds.min_replicas)
     return ServiceSpec(
         name=name,
         priority=priority,
@@ -388,8 +388,12 @@ def _refuse_duplicates(reader: Reader, key: str, names: list[str]) -> None:
 
 
 def _check_schedulable(
-    reader: Reader, pools: tuple[NodePool, ...], node_pool: str | None, cpu: float, memory: float
+    reader: Reader, pools: tuple[NodePool, ...], node_pool: str | None, cpu: float, memory: float, min_replicas: int
 ) -> None:
     candidates = [p for p in pools if node_pool in (None, p.name)]
     if not any(cpu <= p.cpu and memory <= p.memory for p in candidates):
         raise reader.fail("resources", "the requests fit on no node of the pool: such a pod can never be scheduled")
+    room = sum(p.nodes * min(int(p.cpu / cpu + 1e-9), int(p.memory / memory + 1e-9)) for p in candidates)
+    if room < min_replicas:
+        raise reader.fail("bounds", f"the nodes hold at most {room} pods of these requests, fewer than the minimum of "
+                                    f"{min_replicas} replicas")

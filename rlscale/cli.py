@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import signal
 import sys
@@ -91,11 +92,12 @@ def compare(
     scenario: str = typer.Option("image-classification", help="A shipped scenario name or a scenario YAML file."),
     policies: Optional[str] = typer.Option(
         None,
-        help="Comma-separated policies: hpa, hpa-tuned, hpa+vpa, proportional-demand, proportional-load, "
+        help="Comma-separated policies: hpa, hpa-tuned, hpa+vpa, predictive, kpa, proportional-demand, proportional-load, "
         "proportional-priority, oracle, learned:PATH (default: all, with the shipped learned policy).",
     ),
     traces: Optional[list[str]] = typer.Option(
-        None, help="Trace CSV files or directories (repeat or comma-separate). Default: generated diurnal, bursty and flash-crowd loads."
+        None, help="Trace CSV files or directories (repeat or comma-separate). Default: the generated diurnal, bursty, "
+        "flash-crowd, sparse and on-off loads."
     ),
     seeds: int = typer.Option(3, min=1, help="Runs per policy and load (seeds 0..N-1)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write every run's figures and the summary here."),
@@ -107,6 +109,9 @@ def compare(
         Path("rlscale-report"), help="Write report.md, report.html and plots here (needs the 'report' extra)."
     ),
     no_report: bool = typer.Option(False, "--no-report", help="Print the tables only."),
+    baselines: Optional[Path] = typer.Option(
+        None, help="A YAML file of baseline settings to use as given instead of tuning them (predictive, kpa)."
+    ),
 ) -> None:
     """Compare policies on the same loads and seeds: cost against SLO, as tables, JSON and a report."""
     from rlscale.env.scenario import load_scenario
@@ -116,8 +121,13 @@ def compare(
     from rlscale.training.policies import default_policy_names, parse_policy_names
     from rlscale.training.report_table import print_comparison
 
+    from rlscale.training.baseline_settings import load_baseline_settings
+
+    if report is not None and not no_report and importlib.util.find_spec("matplotlib") is None:
+        raise UserInputError("--report", "plots need matplotlib: pip install 'rlscale[report]', or pass --no-report")
     names = parse_policy_names(policies or ",".join(default_policy_names()))
     spec = load_scenario(scenario)
+    fixed = load_baseline_settings(baselines, spec) if baselines is not None else None
     trace_list = _split(traces)
     tune_list = _split(tune_traces)
     cases = trace_cases(trace_list, spec) if trace_list else generated_cases()
@@ -131,7 +141,7 @@ def compare(
             task = progress.add_task(label, total=total)
             return lambda: progress.advance(task)
 
-        comparison = run_comparison(spec, names, cases, seeds, jobs or default_workers(), tuning, track)
+        comparison = run_comparison(spec, names, cases, seeds, jobs or default_workers(), tuning, track, fixed=fixed)
     print_comparison(console, comparison)
     if json_out is not None:
         comparison.write_json(json_out)
@@ -263,8 +273,6 @@ def controller_run(
 
 
 def _require_training_extra() -> None:
-    import importlib.util
-
     if importlib.util.find_spec("stable_baselines3") is None or importlib.util.find_spec("torch") is None:
         raise UserInputError("rlscale train/export", "needs the training extra: pip install 'rlscale[train]'")
 

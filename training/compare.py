@@ -179,14 +179,18 @@ def run_comparison(
     tuning: tuple[list[LoadCase], str],
     progress: Callable[[str, int], Callable[[], None]] | None = None,
     with_frontier: bool = True,
+    fixed: dict[str, PolicySpec] | None = None,
 ) -> Comparison:
     """Tune what needs tuning, then run every policy on every load and seed.
 
-    `progress(label, total)` returns a callback called once per finished run.
+    `progress(label, total)` returns a callback called once per finished run. `fixed` baselines
+    keep the settings given (`--baselines`) and are not tuned.
     """
     requested = {spec.name: spec for spec in policies}
     requested.setdefault(REFERENCE, PolicySpec(REFERENCE))  # the reference always runs
-    to_tune = [name for name in requested if name in TUNED]
+    fixed = fixed or {}
+    requested.update({name: spec for name, spec in fixed.items() if name in requested})
+    to_tune = [name for name in requested if name in TUNED and name not in fixed]
     tune_cases, tune_source = tuning
     tuned = Tuned()
     if to_tune:
