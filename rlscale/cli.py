@@ -125,8 +125,8 @@ def compare(
 
     if report is not None and not no_report and importlib.util.find_spec("matplotlib") is None:
         raise UserInputError("--report", "plots need matplotlib: pip install 'rlscale[report]', or pass --no-report")
-    names = parse_policy_names(policies or ",".join(default_policy_names()))
     spec = load_scenario(scenario)
+    names = parse_policy_names(policies or ",".join(default_policy_names(len(spec.services))))
     fixed = load_baseline_settings(baselines, spec) if baselines is not None else None
     trace_list = _split(traces)
     tune_list = _split(tune_traces)
@@ -143,6 +143,9 @@ def compare(
 
         comparison = run_comparison(spec, names, cases, seeds, jobs or default_workers(), tuning, track, fixed=fixed)
     print_comparison(console, comparison)
+    if policies is None and len(spec.services) == 1:
+        console.print("proportional-load and proportional-priority coincide with proportional-demand on a one-service "
+                      "scenario (the share is the whole cluster): only proportional-demand ran", highlight=False)
     if json_out is not None:
         comparison.write_json(json_out)
         console.print(f"figures of every run: {json_out}")

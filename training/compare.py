@@ -41,7 +41,7 @@ METRICS = (
     "cpu_core_hours",
 )
 RECORD_FIELDS = ("policy", "trace", "seed", *METRICS)
-FRONTIER_TARGETS = (30, 40, 50, 60, 70, 80, 90, 95)
+FRONTIER_TARGETS = (30, 50, 70, 85, 95)
 BOUND = "bound"
 
 

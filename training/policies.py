@@ -103,9 +103,17 @@ class PolicySpec:
         return {}
 
 
-def default_policy_names() -> list[str]:
-    """Every baseline, and the shipped learned policy when there is one."""
-    return [*([f"{LEARNED_PREFIX}default"] if shipped_model("default") else []), *POLICY_NAMES]
+COINCIDE_ALONE = ("proportional-load", "proportional-priority")  # with one service, every share is the whole cluster
+
+
+def default_policy_names(services: int = 2) -> list[str]:
+    """Every baseline, and the shipped learned policy when there is one.
+
+    On a one-service scenario the three proportional formulas give the same share (all of it),
+    so only `proportional-demand` runs.
+    """
+    names = [name for name in POLICY_NAMES if services > 1 or name not in COINCIDE_ALONE]
+    return [*([f"{LEARNED_PREFIX}default"] if shipped_model("default") else []), *names]
 
 
 def parse_policy_names(text: str) -> list[PolicySpec]:

@@ -27,7 +27,7 @@ from rlscale.training.policies import HPA_FAMILY, PER_SERVICE, PolicySpec
 from rlscale.training.summary import ServiceSummary
 
 HPA_TARGETS = (40, 50, 60, 70, 80, 90)
-HPA_WINDOWS = (0, 60, 150, 300)
+HPA_WINDOWS = (0, 120, 300)
 HPA_SCALE_UPS = tuple(SCALE_UP_PRESETS)
 HPA_TOLERANCES = (0.05, 0.1, 0.2)
 PREDICTIVE_MARGINS = (0.0, 0.2, 0.5)
@@ -35,7 +35,7 @@ PREDICTIVE_SMOOTHING = ((0.5, 0.3), (0.8, 0.0))  # (level, trend)
 PREDICTIVE_HPA_TARGETS = (70, 100, 150)
 KPA_TARGETS = (0.25, 0.5, 1.0, 2.0, 4.0)  # concurrency per pod, in workers
 KPA_DELAYS = (0.0, 120.0)
-FRACTIONS = tuple(round(float(f), 4) for f in np.geomspace(0.02, 1.0, 12))
+FRACTIONS = tuple(round(float(f), 4) for f in np.geomspace(0.02, 1.0, 8))
 TUNING_SEED = 10_000  # tuning runs use seeds of their own, never the evaluation's 0, 1, 2, ...
 
 Grid = list[dict[str, Any]]  # candidates: each maps every service to its setting
