@@ -238,11 +238,12 @@ def controller_run(
     mode: Optional[str] = typer.Option(None, help="act, dry-run or shadow (overrides the config)."),
     kubeconfig: Optional[Path] = typer.Option(None, help="Outside a cluster: the kubeconfig to use."),
     identity: Optional[str] = typer.Option(None, help="This replica's name in leader election (default: host-pid)."),
+    platform: Optional[str] = typer.Option(None, help="kubernetes or swarm (overrides the config's platform)."),
 ) -> None:
     """Run the control loop: observe, decide, guard, actuate; fail static when unsure."""
     import dataclasses
 
-    from rlscale.controller.config import MODES, load_controller_config
+    from rlscale.controller.config import MODES, PLATFORMS, load_controller_config
     from rlscale.controller.main import api_client, build
     from rlscale.controller.telemetry import serve
 
@@ -250,15 +251,23 @@ def controller_run(
     chosen = "dry-run" if dry_run else (mode or settings.mode)
     if chosen not in MODES:
         raise UserInputError("--mode", f"must be one of {', '.join(MODES)}; got {chosen!r}")
-    settings = dataclasses.replace(settings, mode=chosen)
-    controller = build(settings, api_client(kubeconfig), identity=identity)
+    if platform is not None and platform not in PLATFORMS:
+        raise UserInputError("--platform", f"must be one of {', '.join(PLATFORMS)}; got {platform!r}")
+    settings = dataclasses.replace(settings, mode=chosen, platform=platform or settings.platform)
+    if settings.platform == "swarm":
+        from rlscale.controller.swarm_main import build_swarm
+
+        controller = build_swarm(settings)
+    else:
+        controller = build(settings, api_client(kubeconfig), identity=identity)
     try:
         serve(controller.telemetry, settings.listen_port)
     except OSError as exc:
         raise UserInputError("listen_port", f"cannot listen on port {settings.listen_port} ({exc.strerror or exc})") from None
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: controller.stop.set())
-    controller.log.info("started", extra={"mode": chosen, "policy": settings.policy, "namespace": settings.namespace})
+    controller.log.info("started", extra={"mode": chosen, "policy": settings.policy, "namespace": settings.namespace,
+                                          "platform": settings.platform})
     controller.run()
 
 
