@@ -4,6 +4,7 @@
 #   bash .ci/docker.sh          # start: prints DOCKER_HOST (unix://...) as its last line
 #   bash .ci/docker.sh stop     # leave the swarm, stop dockerd by its PID, unmount what it left
 #   bash .ci/docker.sh restart  # stop dockerd and start it again (the swarm survives)
+#   bash .ci/docker.sh halt     # stop dockerd only (the swarm survives: `start` brings it back)
 #   bash .ci/docker.sh status   # exit 0 if the engine answers
 #
 # Idempotent: installs Debian's docker.io and mmdebstrap only if missing, starts dockerd only if
@@ -120,6 +121,15 @@ build_images() {
     docker tag "$IMAGE:$key" "$IMAGE:latest"
 }
 
+halt_dockerd() {
+    # only the daemon goes down (its containers with it); the swarm's state stays in the data root
+    local pid
+    if pid="$(running_pid)"; then
+        kill "$pid"
+        while kill -0 "$pid" 2>/dev/null; do sleep 0.2; done
+    fi
+}
+
 stop_dockerd() {
     local pid
     if pid="$(running_pid)"; then
@@ -152,13 +162,11 @@ case "${1:-start}" in
     stop)
         stop_dockerd
         ;;
+    halt)
+        halt_dockerd
+        ;;
     restart)
-        # keeps the swarm: only the daemon goes down and comes back
-        pid="$(running_pid || true)"
-        if [[ -n "$pid" ]]; then
-            kill "$pid"
-            while kill -0 "$pid" 2>/dev/null; do sleep 0.2; done
-        fi
+        halt_dockerd
         start_dockerd
         init_swarm
         echo "$DOCKER_HOST"
@@ -167,7 +175,7 @@ case "${1:-start}" in
         running_pid >/dev/null && answers
         ;;
     *)
-        echo "usage: $0 [start|stop|restart|status]" >&2
+        echo "usage: $0 [start|stop|restart|halt|status]" >&2
         exit 2
         ;;
 esac
