@@ -168,8 +168,8 @@ class SwarmActuator:
             wanted = replace(current, replicas=replicas)
             if resources is not None:
                 wanted = wanted.with_resources(resources)
-            if wanted == current and labels.get(ORIGINAL_SPEC) == original.dump() and labels.get(APPLIED) == current.dump():
-                return None
+            if wanted == current and (ORIGINAL_SPEC not in labels or labels.get(APPLIED) == current.dump()):
+                return None  # nothing to change (and nothing to save before a first change)
             labels.update({ORIGINAL_SPEC: original.dump(), APPLIED: wanted.dump()})
             self._update(service, wanted.written_into({**spec, "Labels": labels}))
             return "applied"

@@ -116,6 +116,7 @@ class Background:
     def __init__(self, port: int, rates: np.ndarray, **settings: Any) -> None:
         self.report: LoadReport | None = None
         self.seconds = len(rates)
+        self.started = time.monotonic()  # the load's time 0, within a few milliseconds
         self.thread = threading.Thread(target=self._run, args=(port, rates), kwargs=settings, daemon=True)
         self.thread.start()
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -20,7 +21,7 @@ from rlscale.rig.loadgen import run_load
 from swarm_rig import INTERVAL_S, Background, Fixed, fail_static_reason, rig, running, wait_until  # noqa: F401 (fixture)
 
 pytestmark = [pytest.mark.swarm, pytest.mark.xdist_group("swarm")]
-SLO_S = 0.5
+SLO_S = 1.0
 
 
 def replicas(rig, name: str) -> int:
@@ -44,26 +45,33 @@ def docker_cli(rig, *args: str) -> None:
 
 @pytest.mark.parametrize("policy", ["hpa", "learned:default"])
 def test_load_step_raises_replicas_and_latency_recovers(rig, policy: str) -> None:
-    """A step from 4 to 45 requests/s on one replica of 0.5 core (about 35 requests/s of capacity)."""
-    service = rig.service(cpu_limit=0.5, batch=32, labels={"rlscale.io/slo-latency-seconds": str(SLO_S),
-                                                            "rlscale.io/hpa-cpu-utilization": "50"})
-    before, after, step_rps = 8, 44, 45.0
+    """A step from 4 to 45 requests/s on one replica of half a core (about 35 requests/s of capacity)."""
+    service = rig.service(replicas=1, cpu_limit=0.5, batch=32, labels={
+        "rlscale.io/slo-latency-seconds": str(SLO_S), "rlscale.io/hpa-cpu-utilization": "50", "rlscale.io/max-replicas": "6"})
+    before, after, step_rps = 6, 40, 45.0
     with running(rig, service):
         controller = rig.controller(live_policy(policy))
-        load = Background(service.port, np.r_[np.full(before, 4.0), np.full(after, step_rps)], seed=1)
         runner = threading.Thread(target=controller.run, daemon=True)
         runner.start()
         try:
-            rate = f'sum(rate(inference_requests_total{{service="{service.name}"}}[4s]))'
-            wait_until(lambda: (rig.prometheus.query(rate) or [({}, 0.0)])[0][1] > 0.6 * step_rps, before + 15,
-                       "the load step shows in Prometheus")
-            wait_until(lambda: replicas(rig, service.name) > 1, 2 * INTERVAL_S + 2, "replicas rise within two decision intervals")
+            load = Background(service.port, np.r_[np.full(before, 4.0), np.full(after, step_rps)], seed=1)
+            step_at = load.started + before
+            wait_until(lambda: time.monotonic() >= step_at, before + 1, "the step")
+            at_step = replicas(rig, service.name)
+            # 4 requests/s need no more than the minimum; the shipped policy (out of its training distribution
+            # here: its service's request is half its limit) adds replicas at any load, but not up to the maximum
+            assert at_step == 1 if policy == "hpa" else at_step < 6
+            # the step reaches the controller through an 8 s rate window; then two decision intervals (and 2 s to act)
+            wait_until(lambda: replicas(rig, service.name) > at_step, step_at + 2 * INTERVAL_S + 2 - time.monotonic(),
+                       "replicas rise within two decision intervals of the step")
+            rose = time.monotonic() - step_at
             report = load.join()
             assert not controller.failing, controller.failing
         finally:
             controller.stop.set()
             runner.join(timeout=30)
-        tail = report.window(before + after - 10, before + after).figures()
+        tail = report.window(before + after - 8, before + after).figures()
+        print(f"{policy}: {at_step} replicas at the step, more {rose:.1f} s after it; last 8 s: {tail}")
         assert tail["errors"] == 0 and tail["p95_s"] < SLO_S, tail  # measured by the client, under the SLO again
         assert replicas(rig, service.name) == 1 and rlscale_labels(rig, service.name) == {}  # the original spec back
 
