@@ -42,6 +42,11 @@ class LoadReport:
         mask = (self.scheduled_s >= start_s) & (self.scheduled_s < end_s)
         return LoadReport(self.scheduled_s[mask], self.latency_s[mask], self.status[mask], end_s - start_s)
 
+    def throughput(self, start_s: float, end_s: float) -> float:
+        """Answered requests/s that completed within [start_s, end_s) (whenever they were sent)."""
+        done = self.scheduled_s + self.latency_s
+        return float(np.count_nonzero((self.status == 200) & (done >= start_s) & (done < end_s)) / (end_s - start_s))
+
     def figures(self) -> dict[str, float]:
         """Requests, answered (200), errors, and latency quantiles of the answered requests."""
         ok = self.status == 200
