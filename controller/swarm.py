@@ -33,7 +33,7 @@ from rlscale.controller.config import ANNOTATION_PREFIX, ControllerConfig
 from rlscale.controller.kube import Clock
 from rlscale.controller.metrics_source import MetricsProblem, Prometheus, histogram_figures, exponential_figures
 from rlscale.controller import profiles
-from rlscale.controller.swarm_actuator import ORIGINAL_SPEC, Shape, SwarmActuator, SwarmTarget, docker_retries
+from rlscale.controller.swarm_actuator import Shape, SwarmActuator, SwarmTarget, docker_retries
 from rlscale.controller.swarm_hpa import SwarmHpa, TaskReading, hpa_spec
 from rlscale.controller.swarm_stats import ContainerStats, ContainerUsage, engine_time
 from rlscale.env.hpa import HpaSpec
@@ -59,10 +59,13 @@ UPDATING = {"updating", "rollback_started", "paused", "rollback_paused"}
 
 @dataclass(frozen=True)
 class SwarmManaged:
+    """A managed service; one whose labels cannot be used has only its target (and `problem`)."""
+
     target: SwarmTarget
-    spec: LiveSpec
-    bounds: Bounds
-    hpa: HpaSpec
+    spec: LiveSpec | None
+    bounds: Bounds | None
+    hpa: HpaSpec | None
+    problem: MetricsProblem | None = None
 
 
 @dataclass(frozen=True)
@@ -80,7 +83,6 @@ class SwarmBackend:
         self.decision_interval_s = int(config.interval_s)
         self.scenario = LiveScenario("swarm", config.prices, RewardWeights())
         self.services: dict[str, SwarmManaged] = {}
-        self.invalid: dict[str, MetricsProblem] = {}  # services whose labels cannot be used, and why
         self.hpa = SwarmHpa()
         self.container_stats = ContainerStats(api)
         self._listed: dict[str, dict[str, Any]] = {}
@@ -102,14 +104,17 @@ class SwarmBackend:
         filters = {"label": [part.strip() for part in self.config.selector.split(",") if part.strip()]}
         listed = self._call(lambda: self.api.services(filters=filters))
         self._listed = {s["Spec"]["Name"]: s for s in listed}
-        self.services, self.invalid = {}, {}
+        self.services = {}
         for name, service in self._listed.items():
             try:
                 self.services[name] = self._managed(service)
             except MetricsProblem as problem:
-                self.invalid[name] = problem
-        self.hpa.forget(set(self.services))
-        return [*self.services, *self.invalid]
+                self.services[name] = SwarmManaged(SwarmTarget(service["ID"], name), None, None, None, problem)
+        self.hpa.forget(set(self._usable()))
+        return list(self.services)
+
+    def _usable(self) -> dict[str, SwarmManaged]:
+        return {name: managed for name, managed in self.services.items() if managed.problem is None}
 
     def _managed(self, service: dict[str, Any]) -> SwarmManaged:
         spec = service["Spec"]
@@ -165,7 +170,7 @@ class SwarmBackend:
         return SwarmManaged(SwarmTarget(service["ID"], name), live, bounds, hpa)
 
     def specs(self) -> dict[str, LiveSpec]:
-        return {name: managed.spec for name, managed in self.services.items()}
+        return {name: managed.spec for name, managed in self._usable().items() if managed.spec is not None}
 
     # -- observing -------------------------------------------------------------------------------
 
@@ -181,7 +186,8 @@ class SwarmBackend:
 
     def observe_all(self) -> tuple[dict[str, ServiceState], dict[str, MetricsProblem]]:
         """Every managed service's state now, and the ones that cannot be known (with a reason)."""
-        ids = [m.target.service_id for m in self.services.values()]
+        usable = self._usable()
+        ids = [m.target.service_id for m in usable.values()]
         tasks = self._call(lambda: self.api.tasks(filters={"service": ids})) if ids else []
         nodes = self._call(lambda: self.api.nodes())
         everything = self._call(lambda: self.api.tasks(filters={"desired-state": RUNNING}))
@@ -195,9 +201,9 @@ class SwarmBackend:
         app = self._app_metrics()
         cpu_free, memory_free = _headroom(nodes, everything)
         states: dict[str, ServiceState] = {}
-        problems: dict[str, MetricsProblem] = dict(self.invalid)
+        problems = {name: m.problem for name, m in self.services.items() if m.problem is not None}
         now = self.clock.now()
-        for name, managed in self.services.items():
+        for name, managed in usable.items():
             mine = by_service.get(managed.target.service_id, [])
             try:
                 if ooms.get(managed.target.service_id):
@@ -214,8 +220,6 @@ class SwarmBackend:
 
     def _oom_kills(self, tasks: list[dict[str, Any]]) -> dict[str, int]:
         """Per service ID: containers of finished tasks, not seen before, that the kernel OOM-killed."""
-        import docker.errors
-
         finished = {t["ID"]: t for t in tasks if t["Status"]["State"] in DEAD or t.get("DesiredState") in DEAD}
         if self._dead_seen is None:  # kills before rlscale started are not this interval's
             self._dead_seen = set(finished)
@@ -229,10 +233,7 @@ class SwarmBackend:
                 if task["Status"]["State"] != RUNNING:
                     self._dead_seen.add(task_id)
                 continue
-            try:
-                state = self._call(lambda: self.api.inspect_container(container))["State"]
-            except docker.errors.NotFound:
-                state = {}
+            state = self._call(lambda: self._container_state(container))
             if state.get("Running"):
                 continue  # shutting down: look again next time
             self._dead_seen.add(task_id)
@@ -240,6 +241,14 @@ class SwarmBackend:
                 kills[task["ServiceID"]] = kills.get(task["ServiceID"], 0) + 1
         self._dead_seen &= {t["ID"] for t in tasks}  # forget tasks the engine pruned
         return kills
+
+    def _container_state(self, container: str) -> dict[str, Any]:
+        import docker.errors
+
+        try:
+            return self.api.inspect_container(container)["State"]
+        except docker.errors.NotFound:  # pruned with its task: nothing to tell
+            return {}
 
     def _app_metrics(self) -> dict[str, AppMetrics] | MetricsProblem:
         """Each service's load and latency from Prometheus, a few grouped queries for all of them."""
@@ -263,8 +272,8 @@ class SwarmBackend:
         except MetricsProblem as problem:
             return problem
         out: dict[str, AppMetrics] = {}
-        for name, managed in self.services.items():
-            if name not in load:
+        for name, managed in self._usable().items():
+            if name not in load or managed.spec is None:
                 continue
             spec = managed.spec
             if means:
@@ -280,6 +289,7 @@ class SwarmBackend:
     def _state(self, name: str, now: float, tasks: list[dict[str, Any]], usage: list[ContainerUsage | None],
                app: dict[str, AppMetrics], cpu_free: float, memory_free: float, oom_kills: int) -> ServiceState:
         managed = self.services[name]
+        assert managed.spec is not None and managed.bounds is not None  # a usable service
         listed = self._listed[name]["Spec"]
         measured = [u for u in usage if u is not None]
         if not measured:
@@ -318,6 +328,7 @@ class SwarmBackend:
     def _reconcile_hpa(self, name: str, now: float, tasks: list[dict[str, Any]], running: dict[str, dict[str, Any]],
                        containers: dict[str, str], usage: Mapping[str, ContainerUsage | None]) -> None:
         managed = self.services[name]
+        assert managed.hpa is not None  # a usable service
         request_milli = round(Shape.of(self._listed[name]["Spec"]).resources()[0] * 1000)
         readings = []
         for task in tasks:
@@ -368,13 +379,7 @@ class SwarmBackend:
         return changes
 
     def restore(self, name: str) -> bool:
-        managed = self.services.get(name)
-        if managed is None:  # invalid labels: the target is still known from the listing
-            listed = self._listed.get(name)
-            if listed is None or ORIGINAL_SPEC not in (listed["Spec"].get("Labels") or {}):
-                return False
-            return self.actuator.restore(SwarmTarget(listed["ID"], name))
-        return self.actuator.restore(managed.target)
+        return self.actuator.restore(self.services[name].target)
 
     def rollout_in_progress(self, name: str) -> bool:
         """Whether the service is still rolling out a task template change (as last listed)."""

@@ -127,6 +127,20 @@ def test_dry_run_and_shadow_write_nothing(rig) -> None:
         assert rig.spec(service.name)["Version"]["Index"] == version  # not one write
 
 
+def test_unusable_labels_fail_that_service_static_alone(rig) -> None:
+    good, bad = rig.service(), rig.service()
+    with running(rig, good), running(rig, bad):
+        controller = rig.controller(Fixed(2))
+        controller.step()
+        assert replicas(rig, good.name) == replicas(rig, bad.name) == 2
+        docker_cli(rig, "service", "update", "--detach", "--label-add", "rlscale.io/max-replicas=lots", bad.name)
+        controller.step()
+        assert replicas(rig, bad.name) == 1 and rlscale_labels(rig, bad.name) == {}  # its original spec back
+        assert replicas(rig, good.name) == 2 and rlscale_labels(rig, good.name) != {}  # the other one goes on
+        exposition = controller.telemetry.exposition().decode()
+        assert f'rlscale_fail_static{{reason="InvalidLabels",service="{bad.name}"}} 1.0' in exposition
+
+
 def test_prometheus_down_fails_static_and_recovers(rig) -> None:
     service = rig.service()
     with running(rig, service):
