@@ -60,13 +60,6 @@ def make_scenario(service: dict[str, Any] | None = None, **top: Any) -> Scenario
     return scenario_from_config(Reader(data, "test-scenario"), PROJECT_ROOT)
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_configure(config: pytest.Config) -> None:
-    """Under xdist, keep each `xdist_group` on one worker (the swarm tests share one engine and restart it)."""
-    if getattr(config.option, "dist", "no") == "load":
-        config.option.dist = "loadgroup"
-
-
 @pytest.fixture
 def shared_traces() -> Path:
     if not TRAIN_TRACES.is_dir():

@@ -1,14 +1,19 @@
 """Fixtures for the real Swarm rig: the engine, a Prometheus discovering the replicas, services, a controller.
 
-The engine is the one `.ci/docker.sh` runs in the work tree: if it is not running, the session
-starts it and, at the end, stops it by its PID and leaves the swarm (nothing left behind).
-Every service a test creates is removed when the test ends; Prometheus is stopped by its PID.
+The engine is the one `.ci/docker.sh` runs in the work tree. The swarm tests take turns on it
+(a file lock: one of them restarts dockerd, and xdist may put them on different workers); if no
+engine was running, the first session starts it and the last one to finish stops it by its PID
+and leaves the swarm (nothing left behind). Each test's services carry a label of their own and
+its controller selects only those. Every service a test creates is removed when the test ends;
+Prometheus is stopped by its PID.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import itertools
+import json
 import os
 import shutil
 import tempfile
@@ -32,7 +37,41 @@ from rlscale.rig.prometheus import PrometheusProcess, find_prometheus, free_port
 
 INTERVAL_S = 4.0
 MANAGED = {"rlscale.io/managed": "true", "rlscale.io/max-replicas": "4"}
+TEST_LABEL = "rlscale.test"
+CACHE = deploy.PROJECT_ROOT / ".ci" / "cache" / "docker"
 _names = itertools.count()
+
+
+@contextmanager
+def engine_lock() -> Iterator[None]:
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with (CACHE / "tests.lock").open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _sessions(update: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+    """Read, change and write (under the lock) which test sessions use the engine, and whether one of them started it."""
+    path = CACHE / "tests-sessions.json"
+    try:
+        users = json.loads(path.read_text())
+    except (OSError, ValueError):
+        users = {"pids": [], "started": False}
+    users["pids"] = [pid for pid in users["pids"] if _alive(pid)]
+    update(users)
+    path.write_text(json.dumps(users))
+    return users
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except OSError:
+        return False
 
 
 @dataclasses.dataclass
@@ -41,14 +80,16 @@ class Rig:
     docker_host: str
     prometheus: PrometheusProcess
     sd_dir: Path
+    test_id: str = ""
 
     def service(self, **settings: Any) -> deploy.RigService:
-        labels = {**MANAGED, **settings.pop("labels", {})}
+        labels = {**MANAGED, TEST_LABEL: self.test_id, **settings.pop("labels", {})}
         return deploy.RigService(name=f"rlscale-test-{os.getpid()}-{next(_names)}", port=free_port(), sd_dir=self.sd_dir,
                                  labels=labels, **settings)
 
     def config(self, **changes: Any) -> ControllerConfig:
         base = ControllerConfig(platform="swarm", docker_host=self.docker_host, interval_s=INTERVAL_S, api_timeout_s=3.0,
+                                selector=f"rlscale.io/managed=true,{TEST_LABEL}={self.test_id}",
                                 fail_static_after_api_failures=2,
                                 prometheus=PrometheusSettings(url=self.prometheus.url, window_s=8, timeout_s=2.0))
         return dataclasses.replace(base, **changes)
@@ -66,11 +107,19 @@ class Rig:
 
 
 @pytest.fixture(scope="session")
-def rig() -> Iterator[Rig]:
+def engine() -> Iterator[Rig]:
+    """The engine (started if need be, by the first session to come) and this session's Prometheus."""
     if find_prometheus() is None:
         pytest.fail("no Prometheus binary: run `bash .ci/prometheus.sh`")
-    started_here = not deploy.engine_running()
-    docker_host = deploy.start_engine()  # idempotent: builds the image if its inputs changed
+
+    def join(users: dict[str, Any]) -> None:
+        if not users["pids"]:
+            users["started"] = not deploy.engine_running()
+        users["pids"].append(os.getpid())
+
+    with engine_lock():
+        _sessions(join)
+        docker_host = deploy.start_engine()  # idempotent: builds the image if its inputs changed
     api = engine_client(docker_host, 10)
     directory = Path(tempfile.mkdtemp(prefix="rlscale-rig-"))
     prometheus = PrometheusProcess(directory / "prometheus", directory / "sd")
@@ -78,12 +127,22 @@ def rig() -> Iterator[Rig]:
         yield Rig(api, docker_host, prometheus, directory / "sd")
     finally:
         prometheus.stop()
-        for service in api.services(filters={"name": f"rlscale-test-{os.getpid()}-"}):
-            deploy.remove_service(api, service["Spec"]["Name"])
-        api.close()
-        if started_here:
-            deploy.engine_script("stop")
+        with engine_lock():
+            for service in api.services(filters={"name": f"rlscale-test-{os.getpid()}-"}):
+                deploy.remove_service(api, service["Spec"]["Name"])
+            api.close()
+            users = _sessions(lambda users: users["pids"].remove(os.getpid()))
+            if not users["pids"] and users["started"]:
+                deploy.engine_script("stop")
         shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
+def rig(engine: Rig) -> Iterator[Rig]:
+    """The engine to this test alone (the other swarm tests wait), with a label for its services."""
+    with engine_lock():
+        engine.test_id = f"{os.getpid()}-{next(_names)}"
+        yield engine
 
 
 @contextmanager
