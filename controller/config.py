@@ -14,6 +14,7 @@ from rlscale.env.scenario import Prices
 from rlscale.validation import Reader, load_yaml_file
 
 MODES = ("act", "dry-run", "shadow")
+PLATFORMS = ("kubernetes", "swarm")
 RESIZE_MODES = ("auto", "in_place", "rolling")
 ANNOTATION_PREFIX = "rlscale.io/"
 ORIGINAL_BOUNDS = ANNOTATION_PREFIX + "original-bounds"
@@ -88,6 +89,9 @@ class ControllerConfig:
     guard: GuardSettings = field(default_factory=GuardSettings)
     leader_election: LeaderSettings = field(default_factory=LeaderSettings)
     services: dict[str, ServiceOverrides] = field(default_factory=dict)
+    # Docker Swarm: the services carrying the `selector` labels, on this engine (empty: $DOCKER_HOST or the local socket)
+    platform: str = "kubernetes"
+    docker_host: str = ""
 
 
 def load_controller_config(path: str | Path) -> ControllerConfig:
@@ -120,6 +124,8 @@ def config_from_reader(reader: Reader) -> ControllerConfig:
         guard=_guard(reader.mapping("guard")),
         leader_election=_leader(reader.mapping("leader_election")),
         services={r.path.split(".")[-1]: _overrides(r) for r in _named_mappings(reader, "services")},
+        platform=reader.string("platform", d.platform, choices=PLATFORMS),
+        docker_host=reader.string("docker_host", d.docker_host),
     )
     prices.done()
     reader.done()

@@ -24,7 +24,8 @@ from rlscale.controller.telemetry import Telemetry
 from rlscale.env.state import Decision, ServiceState
 
 FAIL_STATIC_REASONS = ("MetricsMissing", "MetricsStale", "MetricsInvalid", "PrometheusUnavailable", "PrometheusError",
-                       "TargetMissing", "ApiErrors", "InvalidPolicyOutput")
+                       "TargetMissing", "ApiErrors", "InvalidPolicyOutput",
+                       "InvalidLabels", "OOMKilled")  # the last two: Swarm services (controller/swarm.py)
 
 
 class Controller:

@@ -251,11 +251,12 @@ def controller_run(
     mode: Optional[str] = typer.Option(None, help="act, dry-run or shadow (overrides the config)."),
     kubeconfig: Optional[Path] = typer.Option(None, help="Outside a cluster: the kubeconfig to use."),
     identity: Optional[str] = typer.Option(None, help="This replica's name in leader election (default: host-pid)."),
+    platform: Optional[str] = typer.Option(None, help="kubernetes or swarm (overrides the config's platform)."),
 ) -> None:
     """Run the control loop: observe, decide, guard, actuate; fail static when unsure."""
     import dataclasses
 
-    from rlscale.controller.config import MODES, load_controller_config
+    from rlscale.controller.config import MODES, PLATFORMS, load_controller_config
     from rlscale.controller.main import api_client, build
     from rlscale.controller.telemetry import serve
 
@@ -263,16 +264,63 @@ def controller_run(
     chosen = "dry-run" if dry_run else (mode or settings.mode)
     if chosen not in MODES:
         raise UserInputError("--mode", f"must be one of {', '.join(MODES)}; got {chosen!r}")
-    settings = dataclasses.replace(settings, mode=chosen)
-    controller = build(settings, api_client(kubeconfig), identity=identity)
+    if platform is not None and platform not in PLATFORMS:
+        raise UserInputError("--platform", f"must be one of {', '.join(PLATFORMS)}; got {platform!r}")
+    settings = dataclasses.replace(settings, mode=chosen, platform=platform or settings.platform)
+    if settings.platform == "swarm":
+        from rlscale.controller.swarm_main import build_swarm
+
+        controller = build_swarm(settings)
+    else:
+        controller = build(settings, api_client(kubeconfig), identity=identity)
     try:
         serve(controller.telemetry, settings.listen_port)
     except OSError as exc:
         raise UserInputError("listen_port", f"cannot listen on port {settings.listen_port} ({exc.strerror or exc})") from None
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: controller.stop.set())
-    controller.log.info("started", extra={"mode": chosen, "policy": settings.policy, "namespace": settings.namespace})
+    controller.log.info("started", extra={"mode": chosen, "policy": settings.policy, "namespace": settings.namespace,
+                                          "platform": settings.platform})
     controller.run()
+
+
+rig_app = typer.Typer(help="The real Swarm rig: an inference service under rlscale on a local Docker Swarm.", no_args_is_help=True)
+app.add_typer(rig_app, name="rig")
+RIG_STATE = typer.Option(Path(".rlscale-rig"), "--state-dir", help="Where the rig keeps its PIDs, logs and Prometheus data.")
+
+
+@rig_app.command("up")
+def rig_up(
+    policy: str = typer.Option("learned:default", help="The controller's policy: learned:NAME|PATH or hpa."),
+    interval: float = typer.Option(10.0, min=1.0, help="Seconds between the controller's decisions."),
+    state_dir: Path = RIG_STATE,
+) -> None:
+    """Start the engine (.ci/docker.sh), Prometheus, the inference service and the controller."""
+    from rlscale.rig.demo import up
+
+    up(state_dir, policy, interval, lambda line: err_console.print(line, highlight=False))
+
+
+@rig_app.command("load")
+def rig_load(
+    trace: Optional[Path] = typer.Argument(None, help="A `timestamp_s,requests` CSV trace (default: the rig's load step)."),
+    duration: int = typer.Option(180, min=10, max=3600, help="Seconds to replay the whole trace over."),
+    peak_rps: float = typer.Option(45.0, min=0.1, max=2000.0, help="The trace is scaled so its 99th percentile is this rate."),
+    seed: int = typer.Option(0, help="Seed of the Poisson arrivals."),
+    state_dir: Path = RIG_STATE,
+) -> None:
+    """Replay a trace against the service (open loop, Poisson) and print latency and replicas as it goes."""
+    from rlscale.rig.demo import DEFAULT_TRACE, load
+
+    load(state_dir, trace or DEFAULT_TRACE, duration, peak_rps, seed, lambda line: console.print(line, highlight=False))
+
+
+@rig_app.command("down")
+def rig_down(state_dir: Path = RIG_STATE) -> None:
+    """Stop the controller (restoring the service's spec), remove the service, stop Prometheus and the engine."""
+    from rlscale.rig.demo import down
+
+    down(state_dir, lambda line: err_console.print(line, highlight=False))
 
 
 def _require_training_extra() -> None:
