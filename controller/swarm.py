@@ -359,11 +359,13 @@ class SwarmBackend:
         """Actuate one (already guarded) decision; what changed, for the log."""
         managed = self.services[name]
         replicas, why = decision.replicas, ""
-        if replicas is None:  # the HPA's call: rlscale's own HPA, from this interval's observation
+        if replicas is None or decision.hpa_floor:  # the HPA's call (above a floor): rlscale's own HPA, from this interval
             self._hpa_settings[name] = (decision.hpa_target_utilization, decision.hpa_scale_down_window_s)
             hpa = self.hpa.decisions.get(name)
-            replicas = hpa.desired_replicas if hpa else Shape.of(self._listed[name]["Spec"]).replicas
-            why = f" (HPA: {hpa.rescale_reason or 'no change'})" if hpa else ""
+            proposal = hpa.desired_replicas if hpa else Shape.of(self._listed[name]["Spec"]).replicas
+            floor = replicas
+            replicas = proposal if floor is None else min(max(floor, proposal), managed.bounds.max_replicas)
+            why = f" (HPA: {hpa.rescale_reason or 'no change'}{f', floor {floor}' if floor is not None else ''})" if hpa else ""
         resources = (decision.cpu_request, decision.cpu_limit, decision.memory_request, decision.memory_limit)
         changes_resources = current is not None and resources != (current.cpu_request, current.cpu_limit,
                                                                    current.memory_request, current.memory_limit)
