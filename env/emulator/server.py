@@ -22,13 +22,14 @@ from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import yaml
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, Counter, generate_latest
 
-from rlscale.env.emulator.api import ApiError, ClusterApi, selector
+from rlscale.env.emulator.api import KINDS, ApiError, ClusterApi, selector
 from rlscale.env.emulator.metrics import ClusterCollector
 from rlscale.env.emulator.store import Gone
 
 WATCH_DEFAULT_TIMEOUT_S = 300.0
+BOOKMARK_INTERVAL_S = 5.0  # an idle watch that asked for bookmarks gets one this often
 
 
 @dataclass
@@ -40,6 +41,8 @@ class Faults:
     timeout_rate: float = 0.0  # share of API requests that hang for `timeout_s`, then get no answer
     timeout_s: float = 30.0
     conflict_rate: float = 0.0  # share of writes refused with 409 Conflict
+    throttle_rate: float = 0.0  # share of API requests refused with 429 and a Retry-After header
+    retry_after_s: int = 1
     drop_watches: bool = False  # watches end right after they start
     freeze_metrics: bool = False  # /metrics keeps serving the last scrape (its samples age)
     nan_metrics: bool = False  # container CPU counters are NaN
@@ -75,6 +78,8 @@ class EmulatorServer:
         self.random = random.Random(seed)
         self.registry = CollectorRegistry()
         self.registry.register(ClusterCollector(api, nan=lambda: self.faults.nan_metrics))
+        self.requests = Counter("apiserver_request", "API requests served, as a real API server counts them.",
+                                ["verb", "resource", "code"], registry=self.registry)
         self._frozen_metrics: bytes | None = None
         self._stopping = threading.Event()
         handler = type("Handler", (_Handler,), {"emulator": self})
@@ -177,6 +182,7 @@ class _Handler(BaseHTTPRequestHandler):
         url = urlparse(self.path)
         query = {k: v[-1] for k, v in parse_qs(url.query).items()}
         body = self._body()
+        self._counted = _verb(method, url.path, query)
         try:
             if url.path == "/metrics":
                 return self._send(200, self.emulator.metrics(), "text/plain; version=0.0.4; charset=utf-8")
@@ -207,6 +213,10 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(faults.timeout_s)
             self.close_connection = True
             return True
+        if faults.throttle_rate > 0 and rng.random() < faults.throttle_rate:
+            self._json(429, ApiError(429, "TooManyRequests", "injected throttling: please try again later").status(),
+                       {"Retry-After": str(faults.retry_after_s)})
+            return True
         if faults.error_rate > 0 and rng.random() < faults.error_rate:
             code, reason = rng.choice([(500, "InternalError"), (503, "ServiceUnavailable")])
             self._json(code, ApiError(code, reason, "injected fault").status())
@@ -233,7 +243,8 @@ class _Handler(BaseHTTPRequestHandler):
         if method == "GET" and name is None:
             if query.get("watch") in ("true", "1"):
                 return self._watch(resource, ns, query)
-            return self._json(200, api.list(resource, ns, query.get("labelSelector"), query.get("fieldSelector")))
+            return self._json(200, api.list(resource, ns, query.get("labelSelector"), query.get("fieldSelector"),
+                                            int(query.get("limit") or 0), query.get("continue")))
         if ns is None:
             raise ApiError(404, "NotFound", "a namespace is needed for this request")
         if method == "GET":
@@ -258,7 +269,10 @@ class _Handler(BaseHTTPRequestHandler):
         api, store = self.emulator.api, self.emulator.api.store
         timeout = float(query.get("timeoutSeconds") or WATCH_DEFAULT_TIMEOUT_S)
         deadline = time.monotonic() + timeout
+        bookmarks = query.get("allowWatchBookmarks") in ("true", "1")
+        last_sent = time.monotonic()
         matches = selector(query.get("labelSelector"))
+        self._count(200)
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Transfer-Encoding", "chunked")
@@ -283,10 +297,18 @@ class _Handler(BaseHTTPRequestHandler):
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
                         break
-                    store.wait(min(remaining, 1.0))
-                    continue
-                since = max(e.resource_version for e in events)
-            self._chunks([{"type": e.type, "object": e.object} for e in events])
+                    if bookmarks and time.monotonic() - last_sent >= BOOKMARK_INTERVAL_S:
+                        since = store.resource_version  # nothing for this watch up to here
+                        bookmark = [{"type": "BOOKMARK", "object": {"kind": KINDS[resource][1], "apiVersion": KINDS[resource][0],
+                                                                    "metadata": {"resourceVersion": str(since)}}}]
+                    else:
+                        store.wait(min(remaining, 1.0))
+                        continue
+                else:
+                    since = max(e.resource_version for e in events)
+                    bookmark = []
+            last_sent = time.monotonic()
+            self._chunks(bookmark or [{"type": e.type, "object": e.object} for e in events])
         self._write_chunk(b"")
         self.close_connection = True
 
@@ -304,15 +326,39 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(length) if length else b""
 
-    def _json(self, code: int, payload: Any) -> None:
-        self._send(code, json.dumps(payload).encode(), "application/json")
+    def _json(self, code: int, payload: Any, headers: dict[str, str] | None = None) -> None:
+        self._send(code, json.dumps(payload).encode(), "application/json", headers)
 
-    def _send(self, code: int, data: bytes, content_type: str) -> None:
+    def _count(self, code: int) -> None:
+        if self._counted is not None:
+            self.emulator.requests.labels(*self._counted, str(code)).inc()
+            self._counted = None
+
+    def _send(self, code: int, data: bytes, content_type: str, headers: dict[str, str] | None = None) -> None:
+        self._count(code)
         self.send_response(code)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
+
+
+def _verb(method: str, path: str, query: dict[str, str]) -> tuple[str, str] | None:
+    """(verb, resource) as the API server's request metrics name them; None for what is not the API."""
+    for pattern, resource in ROUTES:
+        match = pattern.match(path)
+        if match:
+            break
+    else:
+        return None
+    sub = match.groupdict().get("sub")
+    if method == "GET":
+        verb = "get" if match.group("name") else ("watch" if query.get("watch") in ("true", "1") else "list")
+    else:
+        verb = {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}.get(method, method.lower())
+    return verb, f"{resource}/{sub}" if sub else resource
 
 
 def _decode(body: bytes) -> Any:
