@@ -82,15 +82,15 @@ def failure(error: BaseException) -> ApiFailure:
 
 
 def with_retries(action: Callable[[], T], clock: Clock, *, attempts: int = 4, backoff_s: float = 0.2,
-                 on_error: Callable[[str], None] = lambda kind: None) -> T:
-    """`action()`, retried on conflicts and transient errors, at most `attempts` times."""
+                 on_error: Callable[[str], None] = lambda kind: None, retry_conflicts: bool = True) -> T:
+    """`action()`, retried on transient errors (and conflicts, unless told not to), at most `attempts` times."""
     for attempt in range(attempts):
         try:
             return action()
         except CLIENT_ERRORS as error:
             found = failure(error)
             on_error(found.kind)
-            if found.kind == "permanent" or attempt == attempts - 1:
+            if found.kind == "permanent" or (found.kind == "conflict" and not retry_conflicts) or attempt == attempts - 1:
                 raise found from None
             clock.sleep(max(backoff_s * 2**attempt, retry_after_s(error) or 0.0))
     raise AssertionError("unreachable")

@@ -101,6 +101,8 @@ class Informer(Generic[V]):
                 self._watch_once(stop)
                 failures = 0
             except CLIENT_ERRORS as error:
+                if stop.is_set():
+                    return  # the watch was cut to stop
                 kind, status = classify(error)
                 if status == 410:
                     self.synced = False  # too old: relist at once

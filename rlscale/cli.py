@@ -253,12 +253,12 @@ def controller_run(
     settings = dataclasses.replace(settings, mode=chosen)
     controller = build(settings, api_client(kubeconfig), identity=identity)
     try:
-        serve(controller.telemetry, settings.listen_port)
+        serve(controller.telemetry, settings.listen_port, controller.clock.now)
     except OSError as exc:
         raise UserInputError("listen_port", f"cannot listen on port {settings.listen_port} ({exc.strerror or exc})") from None
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: controller.stop.set())
-    controller.log.info("started", extra={"mode": chosen, "policy": settings.policy, "namespace": settings.namespace})
+    controller.log.info("started", extra={"mode": chosen, "policy": settings.policy, "namespaces": list(settings.namespaces)})
     controller.run()
 
 

@@ -20,7 +20,7 @@ from test_cli_errors import assert_one_line_error, run_cli
         ({"prometheus": {"profile": "nginx"}}, ["prometheus.profile", "must be one of"]),
         ({"prometheus": {"urll": "x"}}, ["prometheus.urll", "unknown key"]),
         ({"guard": {"max_scale_down": 2}}, ["guard.max_scale_down", "must be <= 1"]),
-        ({"leader_election": {"lease_duration_s": 5, "renew_period_s": 10}}, ["leader_election.renew_period_s", "shorter"]),
+        ({"leader_election": {"lease_duration_s": 5, "renew_deadline_s": 4, "renew_period_s": 10}}, ["leader_election.renew_period_s", "shorter"]),
         ({"services": {"web": {"min_replicas": 5, "max_replicas": 2}}}, ["services.web.min_replicas", "must not exceed"]),
         ({"policy": "proportional-demand"}, ["policy", "cannot run in a cluster"]),
         ({"policy": "learned:/no/such/dir"}, ["policy", "no such policy"]),
