@@ -55,13 +55,19 @@ class Actuator:
         except ApiFailure as failure:
             if failure.kind != "conflict":
                 raise
-            fresh = hpa_view(json.loads(with_retries(lambda: self.autoscaling.read_namespaced_horizontal_pod_autoscaler(
-                hpa.meta.name, hpa.meta.namespace, _request_timeout=self.timeout_s, _preload_content=False), self.clock,
-                on_error=self.on_error).data))
+            fresh = self.read_hpa(hpa)
             if _owned_fields(fresh) != _owned_fields(hpa):
                 raise
             response = self._patch(hpa, {**body, "metadata": {**body["metadata"], "resourceVersion": fresh.meta.resource_version}})
         self.hpas.assume(json.loads(response.data))
+
+    def read_hpa(self, hpa: HpaView) -> HpaView:
+        """The HPA as it is now (after a conflict), also put into the cache."""
+        obj = json.loads(with_retries(lambda: self.autoscaling.read_namespaced_horizontal_pod_autoscaler(
+            hpa.meta.name, hpa.meta.namespace, _request_timeout=self.timeout_s, _preload_content=False), self.clock,
+            on_error=self.on_error).data)
+        self.hpas.assume(obj)
+        return hpa_view(obj)
 
     def _patch(self, hpa: HpaView, body: dict[str, Any]) -> Any:
         return self._write(lambda: self.autoscaling.patch_namespaced_horizontal_pod_autoscaler(

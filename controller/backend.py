@@ -244,9 +244,19 @@ class KubernetesBackend:
         hpa = managed.hpa if managed else self.problem_hpas.get(key)
         return hpa is not None and self.restore_hpa(hpa)
 
-    def restore_hpa(self, hpa: HpaView) -> bool:
+    def restore_hpa(self, hpa: HpaView, *, again: bool = True) -> bool:
         """Restore one HPA (managed, failing, or no longer selected) by the ownership rules; True if that took a write.
-        An HPA whose saved bounds do not parse is left as it is: there is nothing trustworthy to restore."""
+        After a conflict the rules are applied once more to the HPA as it is now (restoring is always safe to
+        retry: a person's edit is kept by the rules). An HPA whose saved bounds do not parse is left as it is:
+        there is nothing trustworthy to restore."""
+        try:
+            return self._restore_hpa(hpa)
+        except ApiFailure as failure:
+            if failure.kind != "conflict" or not again:
+                raise
+            return self.restore_hpa(self.actuator.read_hpa(hpa), again=False)
+
+    def _restore_hpa(self, hpa: HpaView) -> bool:
         key = service_key(hpa)
         try:
             saved = original_bounds(hpa.meta.annotations)
@@ -268,10 +278,13 @@ class KubernetesBackend:
         return True
 
     def restore_all(self) -> list[str]:
-        """Restore every HPA that carries rlscale's saved bounds, selected or not (shutdown); the keys that failed."""
+        """Restore every HPA that carries rlscale's saved bounds, selected or not, and every one rlscale pinned
+        whatever its annotations now (shutdown); the keys that failed."""
         failed = []
         for hpa in self.caches.hpas.items():
-            if ORIGINAL_BOUNDS not in hpa.meta.annotations:
+            memory = self.memory.get(service_key(hpa))
+            pinned = memory is not None and memory.uid == hpa.meta.uid and memory.applied is not None
+            if ORIGINAL_BOUNDS not in hpa.meta.annotations and not pinned:
                 continue
             try:
                 self.restore_hpa(hpa)
