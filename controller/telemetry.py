@@ -74,6 +74,7 @@ class _BoundedServer(ThreadingHTTPServer):
     """At most MAX_CONNECTIONS handler threads; further connections are closed at once."""
 
     daemon_threads = True
+    request_queue_size = 128  # the listen backlog: connections over the limit are accepted and closed, not left waiting
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)

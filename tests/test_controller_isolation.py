@@ -71,11 +71,11 @@ class FailsFor(Policy):
 
     name = "fails-for"
 
-    def __init__(self, bad: str) -> None:
+    def __init__(self, *bad: str) -> None:
         self.bad = bad
 
     def decide(self, state: ServiceState) -> Decision:
-        if state.name.endswith("/" + self.bad):
+        if state.name.split("/")[-1] in self.bad:
             raise FloatingPointError("non-finite scores")
         return Decision(3, state.cpu_request, state.cpu_limit, state.memory_request, state.memory_limit)
 
