@@ -18,6 +18,7 @@ from typing import Callable
 
 from rlscale.controller.config import PrometheusSettings
 from rlscale.controller.problems import ServiceProblem
+from rlscale.errors import UserInputError
 
 Series = list[tuple[dict[str, str], float]]
 
@@ -28,7 +29,10 @@ class Prometheus:
         self.timeout_s = settings.timeout_s
         self.settings = settings
         self.on_warning = on_warning
-        self._tls = ssl.create_default_context(cafile=settings.ca_file) if settings.ca_file else None
+        try:
+            self._tls = ssl.create_default_context(cafile=settings.ca_file) if settings.ca_file else None
+        except (OSError, ssl.SSLError) as exc:
+            raise UserInputError("prometheus.ca_file", f"cannot load the CA bundle {settings.ca_file} ({exc})") from None
 
     def _authorization(self) -> str | None:
         s = self.settings

@@ -24,7 +24,7 @@ from prometheus_server import PrometheusServer
 
 NS = "default"
 SERVICE = merge(ONE_SERVICE["services"][0], {
-    "workload": {"kind": "step", "base_rps": 5, "step_rps": 0, "at_s": 0},
+    "workload": {"kind": "step", "base_rps": 5, "step_rps": 5, "at_s": 0},
     "request": {"cpu_seconds": 0.05, "memory": "8Mi"},
     "replica": {"concurrency": 2, "base_memory": "100Mi", "startup_s": 2},
     "resources": {"requests": {"cpu": "500m", "memory": "256Mi"}, "limits": {"cpu": "1", "memory": "512Mi"}},
@@ -95,18 +95,18 @@ def patch_hpa(cluster: Cluster, name: str, body: dict[str, Any]) -> Any:
     return cluster.api.patch("horizontalpodautoscalers", NS, name, body, "application/merge-patch+json")
 
 
-def config_for(prometheus: PrometheusServer, **changes: Any) -> ControllerConfig:
+def config_for(server: PrometheusServer, **changes: Any) -> ControllerConfig:
     base = ControllerConfig(
         namespaces=(NS,), interval_s=30.0, api_timeout_s=2.0, fail_static_after_api_failures=2,
-        prometheus=PrometheusSettings(url=prometheus.url, window_s=4, staleness_s=60.0, timeout_s=2.0),
+        prometheus=PrometheusSettings(url=server.url, window_s=4, staleness_s=60.0, timeout_s=2.0),
         leader_election=LeaderSettings(enabled=False),
     )
     return dataclasses.replace(base, **changes)
 
 
-def controller_for(cluster: Cluster, prometheus: PrometheusServer, policy: Policy | None = None, clock: Any = None,
+def controller_for(cluster: Cluster, server: PrometheusServer, policy: Policy | None = None, clock: Any = None,
                    identity: str | None = None, **changes: Any) -> Controller:
-    return build(config_for(prometheus, **changes), client_for(cluster.server.url), policy=policy or Fixed(3),
+    return build(config_for(server, **changes), client_for(cluster.server.url), policy=policy or Fixed(3),
                  clock=clock or FakeClock(), identity=identity)
 
 

@@ -46,6 +46,9 @@ class Faults:
     drop_watches: bool = False  # watches end right after they start
     freeze_metrics: bool = False  # /metrics keeps serving the last scrape (its samples age)
     nan_metrics: bool = False  # container CPU counters are NaN
+    drop_metrics: tuple[str, ...] = ()  # metric families left out of /metrics (an app that does not export them)
+    hidden_pods: tuple[str, ...] = ()  # pods whose cAdvisor series are left out (a kubelet that lost them)
+    stale_pods: tuple[str, ...] = ()  # pods whose cAdvisor samples stop moving, their timestamps included
 
 
 # (pattern, resource, subresource group index); groups: namespace, name, subresource
@@ -77,7 +80,7 @@ class EmulatorServer:
         self.faults = faults or Faults()
         self.random = random.Random(seed)
         self.registry = CollectorRegistry()
-        self.registry.register(ClusterCollector(api, nan=lambda: self.faults.nan_metrics))
+        self.registry.register(ClusterCollector(api, nan=lambda: self.faults.nan_metrics, faults=lambda: self.faults))
         self.requests = Counter("apiserver_request", "API requests served, as a real API server counts them.",
                                 ["verb", "resource", "code"], registry=self.registry)
         self._frozen_metrics: bytes | None = None
@@ -146,7 +149,7 @@ class EmulatorServer:
         unknown = set(changes) - known
         if unknown:
             raise ApiError(400, "BadRequest", f"unknown fault {sorted(unknown)[0]!r} (known: {', '.join(sorted(known))})")
-        self.faults = dataclasses.replace(self.faults, **changes)
+        self.faults = dataclasses.replace(self.faults, **{k: tuple(v) if isinstance(v, list) else v for k, v in changes.items()})
 
 
 class _Handler(BaseHTTPRequestHandler):
