@@ -104,9 +104,11 @@ class Informer(Generic[V]):
                 if stop.is_set():
                     return  # the watch was cut to stop
                 kind, status = classify(error)
-                if status == 410:
-                    self.synced = False  # too old: relist at once
+                if status == 410 and failures == 0:
+                    self.synced = False  # too old: relist at once (and back off if it happens again at once)
+                    failures = 1
                     continue
+                self.synced = self.synced and status != 410
                 failures += 1
                 self.on_error(kind)
                 self.log.warning("watch failed", extra={"resource": self.resource, "error": describe(error), "in_a_row": failures})

@@ -13,6 +13,7 @@ import json
 import random
 import re
 import socket
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -86,7 +87,7 @@ class EmulatorServer:
         self._frozen_metrics: bytes | None = None
         self._stopping = threading.Event()
         handler = type("Handler", (_Handler,), {"emulator": self})
-        self.http = ThreadingHTTPServer(("127.0.0.1", port), handler)
+        self.http = _QuietServer(("127.0.0.1", port), handler)
         self.http.daemon_threads = True
         self._threads: list[threading.Thread] = []
 
@@ -126,6 +127,16 @@ class EmulatorServer:
                 done += due
             self._stopping.wait(max(0.01, min(0.2, 1.0 / self.speed)))
 
+    def requests_served(self) -> dict[tuple[str, str], float]:
+        """(verb, resource) -> API requests served so far (apiserver_request_total, summed over codes)."""
+        out: dict[tuple[str, str], float] = {}
+        for metric in self.requests.collect():
+            for sample in metric.samples:
+                if sample.name.endswith("_total"):
+                    key = (sample.labels["verb"], sample.labels["resource"])
+                    out[key] = out.get(key, 0.0) + sample.value
+        return out
+
     def metrics(self) -> bytes:
         if self.faults.freeze_metrics and self._frozen_metrics is not None:
             return self._frozen_metrics
@@ -150,6 +161,13 @@ class EmulatorServer:
         if unknown:
             raise ApiError(400, "BadRequest", f"unknown fault {sorted(unknown)[0]!r} (known: {', '.join(sorted(known))})")
         self.faults = dataclasses.replace(self.faults, **{k: tuple(v) if isinstance(v, list) else v for k, v in changes.items()})
+
+
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hangs up (a watch cut, a timed-out request) is normal here, not worth a traceback."""
+        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):
