@@ -21,6 +21,7 @@ from rlscale.controller.api_errors import ApiFailure, CLIENT_ERRORS, failure, wi
 from rlscale.controller.caches import Caches
 from rlscale.controller.clock import Clock
 from rlscale.controller.config import ORIGINAL_BOUNDS, ControllerConfig
+from rlscale.controller.guard import resources_of, same_resources
 from rlscale.controller.discovery import Managed, Scale, pods_by_deployment, resolve, service_key, split_hpas
 from rlscale.controller.metrics_source import ServiceMetrics, ServiceQuery, read_services
 from rlscale.controller.ownership import Memory, own, pin_patch, restore_patch
@@ -227,9 +228,8 @@ class KubernetesBackend:
             ceiling = max(decision.replicas, min(decision.replicas + self.config.headroom, managed.bounds.max_replicas))
             if self._pin(managed, (decision.replicas, ceiling)):
                 changes.append(f"HPA bounds [{decision.replicas}, {ceiling}]")
-        resources = (decision.cpu_request, decision.cpu_limit, decision.memory_request, decision.memory_limit)
-        if current is not None and resources != (current.cpu_request, current.cpu_limit, current.memory_request, current.memory_limit):
-            how = self.actuator.set_resources(managed.container, list(managed.pods), managed.deployment, resources)
+        if current is not None and not same_resources(decision, current):
+            how = self.actuator.set_resources(managed.container, list(managed.pods), managed.deployment, resources_of(decision))
             changes.append(f"resources cpu {decision.cpu_request:.3g}/{decision.cpu_limit:.3g} cores, memory "
                            f"{decision.memory_request / 2**20:.0f}/{decision.memory_limit / 2**20:.0f} MiB ({how})")
         return changes

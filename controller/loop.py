@@ -25,12 +25,12 @@ from rlscale.controller.backend import KubernetesBackend
 from rlscale.controller.clock import Clock
 from rlscale.controller.config import ControllerConfig
 from rlscale.controller.events import EventRecorder
-from rlscale.controller.guard import Guarded, History, InvalidDecision, check, guard, remember
+from rlscale.controller.guard import Guarded, History, InvalidDecision, check, guard, remember, same_resources
 from rlscale.controller.leader import LeaseElector
 from rlscale.controller.policy_check import refuse_non_finite
 from rlscale.controller.problems import FAIL_STATIC_REASONS, POLICY_REASONS
 from rlscale.controller.telemetry import Telemetry
-from rlscale.env.state import Decision, ServiceState
+from rlscale.env.state import ServiceState
 
 
 class Controller:
@@ -131,7 +131,7 @@ class Controller:
             if decision is None:
                 raise InvalidDecision("the policy gave no decision")
             check(decision)
-            rollout = _resources_change(state, decision) and self.backend.rollout_in_progress(key)
+            rollout = not same_resources(decision, state) and self.backend.rollout_in_progress(key)
             guarded = guard(decision, state, self.history.get(key, History()), self.config.guard, self.clock.now(), rollout)
         except InvalidDecision as invalid:
             return self._fail_static_action(key, "InvalidPolicyOutput", f"{key}: {invalid}")
@@ -303,8 +303,3 @@ class Controller:
         self._pool.shutdown(wait=True)
         if self.elector is not None:
             self.elector.release()
-
-
-def _resources_change(state: ServiceState, decision: Decision) -> bool:
-    return (decision.cpu_request, decision.cpu_limit, decision.memory_request, decision.memory_limit) != (
-        state.cpu_request, state.cpu_limit, state.memory_request, state.memory_limit)

@@ -16,7 +16,6 @@ import pytest
 import yaml
 
 from rlscale.agent.policy import Policy
-from rlscale.controller.api_errors import CLIENT_ERRORS
 from rlscale.controller.config import ORIGINAL_BOUNDS, ControllerConfig, LeaderSettings, PrometheusSettings
 from rlscale.controller.main import build
 from rlscale.env.scenario import scenario_from_config
@@ -24,6 +23,7 @@ from rlscale.env.state import Decision, ServiceState
 from rlscale.validation import Reader
 
 from conftest import ONE_SERVICE, PROJECT_ROOT, merge
+from controller_fixtures import Fixed, step
 from emulator_fixtures import client_for, running_cluster
 from prometheus_server import PrometheusServer
 
@@ -50,18 +50,6 @@ class PerReplica(Policy):
 
     def decide(self, state: ServiceState) -> Decision:
         return Decision(max(1, math.ceil(state.load_rps / 8)), state.cpu_request, state.cpu_limit, state.memory_request, state.memory_limit)
-
-
-class Fixed(Policy):
-    """Always the same number of replicas."""
-
-    name = "fixed"
-
-    def __init__(self, replicas: int) -> None:
-        self.replicas = replicas
-
-    def decide(self, state: ServiceState) -> Decision:
-        return Decision(self.replicas, state.cpu_request, state.cpu_limit, state.memory_request, state.memory_limit)
 
 
 class Broken(Policy):
@@ -158,17 +146,6 @@ def test_dry_run_and_shadow_write_nothing(mode: str) -> None:
         # shadow (and dry-run) export what the policy would do beside what the HPA did
         assert 'rlscale_policy_replicas{service="default/web"} 1.0' in exposition
         assert 'rlscale_hpa_replicas{service="default/web"} 2.0' in exposition
-
-
-def step(controller: Any) -> None:
-    """One loop on freshly listed caches (so the test never waits for a watch), its events sent. While the API
-    fails, the caches stay as they were, as a broken watch leaves them."""
-    try:
-        controller.backend.caches.sync(force=True)
-    except CLIENT_ERRORS:
-        pass
-    controller.step()
-    controller.events.flush()
 
 
 def fail_static_reason(controller: Any) -> str | None:

@@ -3,7 +3,8 @@
 `EmulatorServer` serves a `ClusterApi` on loopback to any Kubernetes client (JSON only) and
 advances the simulation in (optionally accelerated) wall-clock time, or not at all with
 speed 0, when a test steps it by hand. Faults can be set at start and changed at run time
-(`PUT /_emulator/faults` with a JSON body of the `Faults` fields).
+(`PUT /_emulator/faults` with a JSON body of the `Faults` fields); `GET /_emulator/requests`
+counts the API requests served, by verb and resource (as apiserver_request_total does).
 """
 
 from __future__ import annotations
@@ -209,6 +210,8 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._send(200, self.emulator.metrics(), "text/plain; version=0.0.4; charset=utf-8")
             if url.path in ("/healthz", "/readyz", "/livez"):
                 return self._send(200, b"ok", "text/plain")
+            if url.path == "/_emulator/requests":  # what apiserver_request_total says, without a full /metrics
+                return self._json(200, [{"verb": v, "resource": r, "count": n} for (v, r), n in self.emulator.requests_served().items()])
             if url.path == "/_emulator/faults":
                 if method == "PUT":
                     self.emulator.set_faults(json.loads(body or b"{}"))
