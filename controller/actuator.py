@@ -16,11 +16,13 @@ from typing import Any, Callable
 
 from rlscale.controller.api_errors import ApiFailure, with_retries
 from rlscale.controller.clock import Clock
-from rlscale.controller.informer import Informer
+from rlscale.controller.caches import Cache
+from rlscale.controller.rest import Rest
 from rlscale.controller.views import DeploymentView, HpaView, PodView, Resources, hpa_view
 from rlscale.quantity import format_cpu, format_memory
 
 RESIZE_UNSUPPORTED = {404, 405, 415}
+STRATEGIC_MERGE = "application/strategic-merge-patch+json"  # containers are merged by name
 
 
 class NotLeading(Exception):
@@ -28,9 +30,9 @@ class NotLeading(Exception):
 
 
 class Actuator:
-    def __init__(self, autoscaling: Any, apps: Any, core: Any, clock: Clock, hpas: Informer[HpaView], *, fence: Callable[[], bool],
+    def __init__(self, autoscaling: Any, rest: Rest, clock: Clock, hpas: Cache[HpaView], *, fence: Callable[[], bool],
                  resize: str = "auto", timeout_s: float = 10.0, on_error: Callable[[str], None] = lambda kind: None) -> None:
-        self.autoscaling, self.apps, self.core, self.clock, self.hpas = autoscaling, apps, core, clock, hpas
+        self.autoscaling, self.rest, self.clock, self.hpas = autoscaling, rest, clock, hpas
         self.fence, self.timeout_s, self.on_error = fence, timeout_s, on_error
         self.resize_supported: bool | None = None if resize == "auto" else resize == "in_place"
         self.writes = 0  # requests that passed the fencing check
@@ -95,17 +97,17 @@ class Actuator:
         if self.resize_supported is False:
             if deployment is None:
                 raise ApiFailure("permanent", "no pods/resize here, and only a Deployment's template can be changed instead")
-            self._write(lambda: self.apps.patch_namespaced_deployment(
-                deployment.meta.name, deployment.meta.namespace, {"spec": {"template": {"spec": {"containers": [patch]}}}},
-                _request_timeout=self.timeout_s, _preload_content=False))
+            self._write(lambda: self.rest.call(
+                "PATCH", f"/apis/apps/v1/namespaces/{deployment.meta.namespace}/deployments/{deployment.meta.name}",
+                body={"spec": {"template": {"spec": {"containers": [patch]}}}}, content_type=STRATEGIC_MERGE, timeout=self.timeout_s))
             return "template"
         return "resize"
 
     def _resize(self, pod: PodView, patch: dict[str, Any]) -> None:
         try:
-            self._write(lambda: self.core.patch_namespaced_pod_resize(
-                pod.meta.name, pod.meta.namespace, {"spec": {"containers": [patch]}}, _request_timeout=self.timeout_s,
-                _preload_content=False))
+            self._write(lambda: self.rest.call(
+                "PATCH", f"/api/v1/namespaces/{pod.meta.namespace}/pods/{pod.meta.name}/resize",
+                body={"spec": {"containers": [patch]}}, content_type=STRATEGIC_MERGE, timeout=self.timeout_s))
         except ApiFailure as failure:
             if not (failure.status == 404 and failure.gone):
                 raise  # a pod deleted since the cache saw it is simply skipped

@@ -12,6 +12,7 @@ ownership rules of `ownership.py`. `LiveClusterEnv` wraps it in the simulator's 
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -27,6 +28,7 @@ from rlscale.controller.metrics_source import ServiceMetrics, ServiceQuery, read
 from rlscale.controller.ownership import Memory, own, pin_patch, restore_patch
 from rlscale.controller.problems import ServiceProblem
 from rlscale.controller.prometheus import Prometheus
+from rlscale.controller.rest import Rest
 from rlscale.controller.views import HpaView
 from rlscale.env.scenario import Prices, RewardWeights
 from rlscale.env.state import Decision, ServiceState
@@ -68,9 +70,9 @@ class LiveStats:
 
 
 class KubernetesBackend:
-    def __init__(self, config: ControllerConfig, autoscaling: Any, apps: Any, custom: Any, caches: Caches, prometheus: Prometheus,
-                 actuator: Actuator, clock: Clock) -> None:
-        self.config, self.autoscaling, self.apps, self.custom = config, autoscaling, apps, custom
+    def __init__(self, config: ControllerConfig, rest: Rest, caches: Caches, prometheus: Prometheus, actuator: Actuator,
+                 clock: Clock) -> None:
+        self.config, self.rest = config, rest
         self.caches, self.prometheus, self.actuator, self.clock = caches, prometheus, actuator, clock
         self.decision_interval_s = int(config.interval_s)
         self.scenario = LiveScenario("live", config.prices, RewardWeights())
@@ -117,21 +119,20 @@ class KubernetesBackend:
         """A target's /scale (kinds other than Deployment): the one read per service per loop they cost."""
         group, _, version = hpa.target_api_version.rpartition("/")
         name, namespace, kind = hpa.target_name, hpa.meta.namespace, hpa.target_kind
-        timeout = self.config.api_timeout_s
-        calls = {("apps", "StatefulSet"): lambda: self.apps.read_namespaced_stateful_set_scale(name, namespace, _request_timeout=timeout),
-                 ("apps", "ReplicaSet"): lambda: self.apps.read_namespaced_replica_set_scale(name, namespace, _request_timeout=timeout)}
-        call = calls.get((group, kind)) or (lambda: self.custom.get_namespaced_custom_object_scale(
-            group, version, namespace, kind.lower() + "s", name, _request_timeout=timeout))
+        root = f"/apis/{group}/{version}" if group else f"/api/{version}"
+        path = f"{root}/namespaces/{namespace}/{kind.lower()}s/{name}/scale"  # the plural as the API names its kinds
         self.scale_reads += 1
         try:
-            scale = with_retries(call, self.clock, on_error=self.actuator.on_error)
+            response = with_retries(lambda: self.rest.call("GET", path, timeout=self.config.api_timeout_s), self.clock,
+                                    on_error=self.actuator.on_error)
+            scale = json.loads(response.data)
         except ApiFailure as found:
             if found.status == 404:
                 raise ServiceProblem("TargetMissing", f"{service_key(hpa)}: {kind} {name!r} has no /scale here ({found.detail})") from None
             raise ServiceProblem("ApiErrors", f"{service_key(hpa)}: reading the /scale of {kind} {name!r}: {found}") from None
-        if isinstance(scale, dict):
-            return Scale(int((scale.get("spec") or {}).get("replicas") or 0), str((scale.get("status") or {}).get("selector") or ""))
-        return Scale(int(scale.spec.replicas or 0), str(scale.status.selector or ""))
+        except ValueError:
+            raise ServiceProblem("TargetInvalid", f"{service_key(hpa)}: the /scale of {kind} {name!r} is not JSON") from None
+        return Scale(int((scale.get("spec") or {}).get("replicas") or 0), str((scale.get("status") or {}).get("selector") or ""))
 
     def specs(self) -> dict[str, LiveSpec]:
         return {key: LiveSpec(key, m.resources[0], m.resources[2], m.settings.slo_quantile, m.settings.slo_latency_s)

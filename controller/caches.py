@@ -12,6 +12,7 @@ from typing import Any, Callable, Generic, Mapping, TypeVar
 
 from rlscale.controller.config import ALL_NAMESPACES
 from rlscale.controller.informer import Informer
+from rlscale.controller.rest import Rest
 from rlscale.controller.views import DeploymentView, HpaView, Key, PodView, deployment_view, hpa_view, pod_view
 
 V = TypeVar("V")
@@ -44,18 +45,18 @@ class Cache(Generic[V]):
 
 
 class Caches:
-    def __init__(self, autoscaling: Any, apps: Any, core: Any, namespaces: tuple[str, ...], *, timeout_s: float,
-                 on_error: Callable[[str], None], log: logging.Logger, page_size: int = 500) -> None:
-        def cache(resource: str, namespaced: Callable[..., Any], everywhere: Callable[..., Any], transform: Callable[..., V]) -> Cache[V]:
-            return Cache({ns: Informer(resource, everywhere if ns == ALL_NAMESPACES else namespaced, () if ns == ALL_NAMESPACES else (ns,),
-                                       transform, page_size=page_size, request_timeout_s=timeout_s, on_error=on_error, log=log)
-                          for ns in namespaces})
+    def __init__(self, rest: Rest, namespaces: tuple[str, ...], *, timeout_s: float, on_error: Callable[[str], None],
+                 log: logging.Logger, page_size: int = 500) -> None:
+        def cache(resource: str, prefix: str, transform: Callable[..., V]) -> Cache[V]:
+            def path(ns: str) -> str:
+                return f"{prefix}/{resource}" if ns == ALL_NAMESPACES else f"{prefix}/namespaces/{ns}/{resource}"
 
-        self.hpas: Cache[HpaView] = cache("horizontalpodautoscalers", autoscaling.list_namespaced_horizontal_pod_autoscaler,
-                                          autoscaling.list_horizontal_pod_autoscaler_for_all_namespaces, hpa_view)
-        self.deployments: Cache[DeploymentView] = cache("deployments", apps.list_namespaced_deployment,
-                                                        apps.list_deployment_for_all_namespaces, deployment_view)
-        self.pods: Cache[PodView] = cache("pods", core.list_namespaced_pod, core.list_pod_for_all_namespaces, pod_view)
+            return Cache({ns: Informer(resource, rest.lister(path(ns)), (), transform, page_size=page_size, request_timeout_s=timeout_s,
+                                       on_error=on_error, log=log) for ns in namespaces})
+
+        self.hpas: Cache[HpaView] = cache("horizontalpodautoscalers", "/apis/autoscaling/v2", hpa_view)
+        self.deployments: Cache[DeploymentView] = cache("deployments", "/apis/apps/v1", deployment_view)
+        self.pods: Cache[PodView] = cache("pods", "/api/v1", pod_view)
         self._threads: list[threading.Thread] = []
         self._stop = threading.Event()
 

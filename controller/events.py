@@ -14,13 +14,14 @@ from typing import Any, Callable
 
 from rlscale.controller.api_errors import CLIENT_ERRORS, classify
 from rlscale.controller.clock import Clock
+from rlscale.controller.rest import Rest
 
 
 class EventRecorder:
-    def __init__(self, core: Any, clock: Clock, *, fence: Callable[[], bool], timeout_s: float = 5.0, capacity: int = 1000,
+    def __init__(self, rest: Rest, clock: Clock, *, fence: Callable[[], bool], timeout_s: float = 5.0, capacity: int = 1000,
                  repeat_after_s: float = 600.0, on_error: Callable[[str], None] = lambda kind: None,
                  on_drop: Callable[[], None] = lambda: None) -> None:
-        self.core, self.clock, self.fence, self.timeout_s = core, clock, fence, timeout_s
+        self.rest, self.clock, self.fence, self.timeout_s = rest, clock, fence, timeout_s
         self.repeat_after_s, self.on_error, self.on_drop = repeat_after_s, on_error, on_drop
         self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue(maxsize=capacity)
         self._sent: dict[tuple[str, str, str, str], float] = {}
@@ -59,8 +60,8 @@ class EventRecorder:
                 if body is None:
                     return
                 if self.fence():
-                    self.core.create_namespaced_event(body["metadata"]["namespace"], body, _request_timeout=self.timeout_s,
-                                                      _preload_content=False)
+                    self.rest.call("POST", f"/api/v1/namespaces/{body['metadata']['namespace']}/events", body=body,
+                                   timeout=self.timeout_s)
             except CLIENT_ERRORS as error:
                 self.on_error(classify(error)[0])
             finally:

@@ -21,6 +21,7 @@ from rlscale.controller.leader import LeaseElector
 from rlscale.controller.loop import Controller
 from rlscale.controller.policy_check import verify_policy
 from rlscale.controller.prometheus import Prometheus
+from rlscale.controller.rest import Rest
 from rlscale.controller.telemetry import Telemetry, logger
 from rlscale.errors import UserInputError
 
@@ -61,8 +62,7 @@ def build(config: ControllerConfig, client: kubernetes.client.ApiClient, *, iden
     telemetry = Telemetry(liveness_s=3 * config.interval_s + leader.lease_duration_s)
     log = logger()
     count = telemetry.api_errors.labels
-    autoscaling = kubernetes.client.AutoscalingV2Api(client)
-    apps, core = kubernetes.client.AppsV1Api(client), kubernetes.client.CoreV1Api(client)
+    autoscaling, rest = kubernetes.client.AutoscalingV2Api(client), Rest(client)
     elector = None
     if leader.enabled:
         elector = LeaseElector(kubernetes.client.CoordinationV1Api(client), leader, identity or f"{socket.gethostname()}-{os.getpid()}",
@@ -70,10 +70,10 @@ def build(config: ControllerConfig, client: kubernetes.client.ApiClient, *, iden
     fence = elector.is_leading if elector else (lambda: True)
     # a write started just before the renew deadline still ends before any candidate may take over
     write_timeout = min(config.api_timeout_s, leader.lease_duration_s - leader.renew_deadline_s) if elector else config.api_timeout_s
-    caches = Caches(autoscaling, apps, core, config.namespaces, timeout_s=config.api_timeout_s, on_error=lambda kind: count(kind).inc(), log=log)
-    actuator = Actuator(autoscaling, apps, core, clock, caches.hpas, fence=fence, resize=config.resize, timeout_s=write_timeout,
+    caches = Caches(rest, config.namespaces, timeout_s=config.api_timeout_s, on_error=lambda kind: count(kind).inc(), log=log)
+    actuator = Actuator(autoscaling, rest, clock, caches.hpas, fence=fence, resize=config.resize, timeout_s=write_timeout,
                         on_error=lambda kind: count(kind).inc())
-    events = EventRecorder(core, clock, fence=fence, timeout_s=write_timeout, on_error=lambda kind: count(kind).inc(),
+    events = EventRecorder(rest, clock, fence=fence, timeout_s=write_timeout, on_error=lambda kind: count(kind).inc(),
                            on_drop=telemetry.events_dropped.inc)
 
     def warned(query: str, warning: str) -> None:
@@ -81,7 +81,7 @@ def build(config: ControllerConfig, client: kubernetes.client.ApiClient, *, iden
         log.warning("Prometheus warned", extra={"warning": warning, "query": query[:200]})
 
     prometheus = Prometheus(config.prometheus, on_warning=warned)
-    backend = KubernetesBackend(config, autoscaling, apps, kubernetes.client.CustomObjectsApi(client), caches, prometheus, actuator, clock)
+    backend = KubernetesBackend(config, rest, caches, prometheus, actuator, clock)
     sha256 = ""
     if policy is None:
         policy, path = live_policy(config.policy)
