@@ -28,7 +28,7 @@ from rlscale.controller.events import EventRecorder
 from rlscale.controller.guard import Guarded, History, InvalidDecision, check, guard, remember, same_resources
 from rlscale.controller.leader import LeaseElector
 from rlscale.controller.policy_check import refuse_non_finite
-from rlscale.controller.problems import FAIL_STATIC_REASONS, POLICY_REASONS
+from rlscale.controller.problems import POLICY_REASONS, reason_code
 from rlscale.controller.telemetry import Telemetry
 from rlscale.env.state import ServiceState
 
@@ -60,6 +60,7 @@ class Controller:
             for key in list(self.backend.services):  # the ones known from before count the failure too
                 self._api_failure(key, failure)
             return
+        self._forget_gone()
         self.phases = {"discover": time.perf_counter() - mark}
         mark = time.perf_counter()
         states, problems = self.backend.observe_all()
@@ -94,6 +95,16 @@ class Controller:
         self.telemetry.failing.set(len(self.failing))
         self.telemetry.policy_failing_everywhere = bool(self.failing) and len(keys) > 0 and all(
             self.failing.get(k) in POLICY_REASONS for k in keys)
+
+    def _forget_gone(self) -> None:
+        """Drop what is remembered of HPAs that no longer exist, so that a long run stays small and readiness honest."""
+        known = set(self.backend.services) | set(self.backend.problems) | {f"{h.meta.namespace}/{h.meta.name}" for h in self.backend.orphans}
+        for key in [k for k in self.failing if k not in known]:
+            self.failing.pop(key)
+            self.telemetry.forget(key)
+        for remembered in (self.history, self.api_failures):
+            for key in [k for k in remembered if k not in known]:
+                remembered.pop(key)
 
     def _left_alone(self) -> dict[str, tuple[str, str]]:
         """Services people asked rlscale to keep away from: paused, or bounds edited by someone else (a cooldown)."""
@@ -227,8 +238,8 @@ class Controller:
 
     def _record_fail_static(self, key: str, reason: str, detail: str) -> None:
         first = self.failing.get(key) != reason
-        self.failing[key] = reason
-        self.telemetry.set_fail_static(key, reason, list(FAIL_STATIC_REASONS))
+        self.failing[key] = reason_code(reason)
+        self.telemetry.set_fail_static(key, reason)
         if first:
             self.log.warning("fail static: the HPA is in charge", extra={"service": key, "reason": reason, "detail": detail})
             namespace, name = key.split("/", 1)
@@ -247,7 +258,7 @@ class Controller:
 
     def _recovered(self, key: str) -> None:
         if self.failing.pop(key, None) is not None:
-            self.telemetry.set_fail_static(key, None, list(FAIL_STATIC_REASONS))
+            self.telemetry.set_fail_static(key, None)
             self.log.info("recovered: rlscale is deciding again", extra={"service": key})
 
     # -- running ---------------------------------------------------------------------------------

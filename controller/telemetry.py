@@ -52,10 +52,25 @@ class Telemetry:
         self.last_heartbeat: float | None = None  # the last completed loop or standby check (the controller's clock)
         self.liveness_s = liveness_s
         self.policy_failing_everywhere = False
+        self._reasons: dict[str, str] = {}  # service -> the fail-static reason exported
 
-    def set_fail_static(self, service: str, reason: str | None, reasons: list[str]) -> None:
-        for known in reasons:
-            self.fail_static.labels(service, known).set(1.0 if known == reason else 0.0)
+    def set_fail_static(self, service: str, reason: str | None) -> None:
+        """Only the current reason is exported (1); a recovered service's series goes away."""
+        old = self._reasons.pop(service, None)
+        if old is not None and old != reason:
+            self.fail_static.remove(service, old)
+        if reason is not None:
+            self.fail_static.labels(service, reason).set(1.0)
+            self._reasons[service] = reason
+
+    def forget(self, service: str) -> None:
+        """A service whose HPA is gone: its series go away."""
+        self.set_fail_static(service, None)
+        for gauge in (self.policy_replicas, self.policy_cpu_limit, self.policy_memory_limit, self.hpa_replicas):
+            try:
+                gauge.remove(service)
+            except KeyError:
+                pass
 
     def heartbeat(self, now: float) -> None:
         self.last_heartbeat = now

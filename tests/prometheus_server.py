@@ -52,6 +52,7 @@ class PrometheusServer:
         self._write_targets(targets)
         config.write_text(
             f"global:\n  scrape_interval: {round(interval_s * 1000)}ms\n  evaluation_interval: {round(interval_s * 1000)}ms\n"
+            f"  scrape_timeout: {round(interval_s * 1000)}ms\n"  # a large emulator takes seconds to write /metrics
             f"scrape_configs:\n  - job_name: targets\n    file_sd_configs:\n      - files: [{json.dumps(str(self.targets_file))}]\n"
             f"        refresh_interval: 1s\n"
         )

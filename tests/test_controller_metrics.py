@@ -165,10 +165,3 @@ def test_bad_prometheus_auth_settings(prometheus_config: dict, fragment: str) ->
 def test_a_missing_ca_bundle_is_one_line(tmp_path: Path) -> None:
     with pytest.raises(UserInputError, match="prometheus.ca_file"):
         Prometheus(PrometheusSettings(url="https://prometheus:9090", ca_file=str(tmp_path / "missing.crt")))
-
-
-def test_histogram_figures_refuse_nan_buckets() -> None:
-    from rlscale.controller.metrics_source import histogram_figures
-
-    with pytest.raises(ServiceProblem):
-        histogram_figures([({"le": "0.1"}, math.nan), ({"le": "+Inf"}, 5.0)], 0.95, 0.2)
