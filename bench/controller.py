@@ -77,7 +77,7 @@ def startup_s(folder: Path, kubeconfig: Path, prometheus_url: str) -> float:
 
 def run(services: int, loops: int, folder: Path) -> None:
     port, kubeconfig = free_port(), folder / f"kubeconfig-{services}"
-    scrape_s = 15.0 if services <= 1000 else 30.0  # a 5,000-service /metrics takes the emulator ~10 s to write
+    scrape_s = 15.0 if services <= 1000 else 60.0  # a 5,000-service /metrics takes the emulator 10-30 s to write
     print(f"== {services} services: starting the emulator (warm-up 30 simulated s) ...", flush=True)
     began = time.perf_counter()
     emulator = subprocess.Popen([*CLI, "cluster-sim", "serve", "--scenario", str(scenario_file(folder, services)), "--port", str(port),
@@ -91,7 +91,7 @@ def run(services: int, loops: int, folder: Path) -> None:
             prometheus.wait_for_scrapes(3, timeout_s=900)  # rates need two samples in the window
             config = ControllerConfig(
                 namespaces=("default",), selector="app", api_timeout_s=60, leader_election=LeaderSettings(enabled=False),
-                prometheus=PrometheusSettings(url=prometheus.url, window_s=60, staleness_s=600, timeout_s=120),
+                prometheus=PrometheusSettings(url=prometheus.url, window_s=int(3 * scrape_s), staleness_s=600, timeout_s=120),
             )
             controller = build(config, api_client(kubeconfig))
             controller.log.setLevel(logging.ERROR)  # thousands of per-service lines are not the point here

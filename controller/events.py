@@ -2,7 +2,9 @@
 
 Recording never blocks the loop: events wait in a bounded queue and are dropped (and
 counted) when it is full; the same event for the same HPA is sent at most once per
-`repeat_after_s` (the correlator's spam filter). Events are writes, so they too pass the
+`repeat_after_s` (the correlator's spam filter), and all of them at most `qps` per second
+after a `burst` (so that 5,000 services pinned at once do not put 5,000 Events on the API
+server while the loop writes). Events are writes, so they too pass the
 fencing check. An event is never worth failing for: errors are counted, not raised.
 """
 
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from typing import Any, Callable
 
 from rlscale.controller.api_errors import CLIENT_ERRORS, classify
@@ -19,11 +22,13 @@ from rlscale.controller.rest import Rest
 
 class EventRecorder:
     def __init__(self, rest: Rest, clock: Clock, *, fence: Callable[[], bool], timeout_s: float = 5.0, capacity: int = 1000,
-                 repeat_after_s: float = 600.0, on_error: Callable[[str], None] = lambda kind: None,
-                 on_drop: Callable[[], None] = lambda: None) -> None:
+                 repeat_after_s: float = 600.0, qps: float = 10.0, burst: int = 100,
+                 on_error: Callable[[str], None] = lambda kind: None, on_drop: Callable[[], None] = lambda: None) -> None:
         self.rest, self.clock, self.fence, self.timeout_s = rest, clock, fence, timeout_s
         self.repeat_after_s, self.on_error, self.on_drop = repeat_after_s, on_error, on_drop
         self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue(maxsize=capacity)
+        self.qps, self.burst = qps, burst
+        self._tokens, self._filled_at = float(burst), time.monotonic()  # the API server's load is in real time
         self._sent: dict[tuple[str, str, str, str], float] = {}
         self._thread = threading.Thread(target=self._run, name="rlscale-events", daemon=True)
         self._thread.start()
@@ -53,12 +58,22 @@ class EventRecorder:
     def close(self) -> None:
         self._queue.put(None)
 
+    def _wait_for_token(self) -> None:
+        now = time.monotonic()
+        self._tokens = min(float(self.burst), self._tokens + (now - self._filled_at) * self.qps)
+        self._filled_at = now
+        if self._tokens < 1.0:
+            time.sleep((1.0 - self._tokens) / self.qps)
+            self._tokens, self._filled_at = 1.0, time.monotonic()
+        self._tokens -= 1.0
+
     def _run(self) -> None:
         while True:
             body = self._queue.get()
             try:
                 if body is None:
                     return
+                self._wait_for_token()
                 if self.fence():
                     self.rest.call("POST", f"/api/v1/namespaces/{body['metadata']['namespace']}/events", body=body,
                                    timeout=self.timeout_s)

@@ -138,11 +138,7 @@ class ClusterApi:
             svc, self._metadata("deployments", name, {"replicas": svc.replicas, "template": (svc.template, pod_spec)}), pod_spec
         )
         self.store.put_if_changed(("deployments", self.namespace, name), deployment)
-        spec = svc.hpa_spec
-        hpa = objects.hpa(svc, self._metadata("horizontalpodautoscalers", name, spec), self.base)
-        key = ("horizontalpodautoscalers", self.namespace, name)
-        objects.keep_transition_times(hpa, self.store.objects.get(key))
-        self.store.put_if_changed(key, hpa)
+        self._sync_hpa(svc)
         for p in svc.pods:
             key = ("pods", self.namespace, p.name)
             live.add(key)
@@ -158,6 +154,13 @@ class ClusterApi:
             self.store.delete(key)
             self._pod_uids.pop(key[2], None)
         self._pod_keys[name] = live
+
+    def _sync_hpa(self, svc: Any) -> None:
+        name = svc.spec.name
+        hpa = objects.hpa(svc, self._metadata("horizontalpodautoscalers", name, svc.hpa_spec), self.base)
+        key = ("horizontalpodautoscalers", self.namespace, name)
+        objects.keep_transition_times(hpa, self.store.objects.get(key))
+        self.store.put_if_changed(key, hpa)
 
     def _metadata(self, resource: str, name: str, spec: Any) -> dict[str, Any]:
         """A sim object's metadata: stable uid and creation time, labels and annotations as written,
@@ -295,7 +298,9 @@ class ClusterApi:
             writer(self, namespace, name, current, desired)
         except objects.Invalid as exc:
             raise invalid(resource, name, str(exc)) from None
-        if resource in SIM_RESOURCES:  # re-project only the service written to
+        if resource == "horizontalpodautoscalers":  # re-project only what was written: an HPA write changes only the HPA now
+            self._sync_hpa(self.sim.service(name))
+        elif resource in SIM_RESOURCES:  # the service written to
             self.sync(current["metadata"]["labels"][objects.APP_LABEL] if resource == "pods" else name)
         if subresource == "scale":
             return self.get_scale(namespace, name)
