@@ -279,7 +279,11 @@ class Controller:
                     was_leading = leading
                 now = self.clock.now()
                 if leading and now >= next_step:
-                    self.step()
+                    try:
+                        self.step()
+                    except Exception:  # a bug must not end the loop: said loudly, counted, tried again next interval
+                        self.telemetry.loop_errors.inc()
+                        self.log.exception("the loop failed unexpectedly")
                     next_step = now + self.config.interval_s
                 elif not leading:
                     next_step = now  # step as soon as this replica leads

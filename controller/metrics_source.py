@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import re
+from sys import intern
 from dataclasses import dataclass
 
 from rlscale.controller import profiles
@@ -18,6 +19,12 @@ from rlscale.controller.config import ALL_NAMESPACES, PrometheusSettings
 from rlscale.controller.latency import bracketing, exponential_figures, slower_than
 from rlscale.controller.problems import ServiceProblem
 from rlscale.controller.prometheus import Prometheus, Series
+
+
+# per container, grouped by (namespace, pod, container): one row of these per container, label strings shared
+POD_QUERIES = {"cpu": profiles.CPU_USAGE, "periods": profiles.CFS_PERIODS, "throttled": profiles.CFS_THROTTLED,
+               "memory": profiles.MEMORY, "oom": profiles.OOM_KILLS, "age": profiles.SAMPLE_AGE}
+INDEX = {name: i for i, name in enumerate(POD_QUERIES)}
 
 
 @dataclass(frozen=True)
@@ -64,10 +71,11 @@ def read_services(prometheus: Prometheus, settings: PrometheusSettings, namespac
     fill = {"app": settings.app_selector.format(namespaces=pattern), "pods": settings.pod_selector.format(namespaces=pattern),
             "window": f"{settings.window_s}s", "by": f"by (namespace, {label})"}
     try:
-        by_pod = {name: _by_pod(prometheus.query(template.format(**fill)))
-                  for name, template in (("cpu", profiles.CPU_USAGE), ("periods", profiles.CFS_PERIODS),
-                                         ("throttled", profiles.CFS_THROTTLED), ("memory", profiles.MEMORY),
-                                         ("oom", profiles.OOM_KILLS), ("age", profiles.SAMPLE_AGE))}
+        by_pod: dict[tuple[str, str, str], list[float | None]] = {}
+        for i, template in enumerate(POD_QUERIES.values()):
+            for labels, value in prometheus.query(template.format(**fill)):
+                key = (intern(labels.get("namespace", "")), intern(labels.get("pod", "")), intern(labels.get("container", "")))
+                by_pod.setdefault(key, [None] * len(POD_QUERIES))[i] = value
         by_app = {"requests": _by_app(prometheus.query(profile.requests.format(**fill)), label)}
         by_app["errors"] = _by_app(prometheus.query(profile.errors.format(**fill)), label) if profile.errors else {}
         histogram = None
@@ -86,10 +94,6 @@ def read_services(prometheus: Prometheus, settings: PrometheusSettings, namespac
         except ServiceProblem as problem:
             out[service.key] = problem
     return out
-
-
-def _by_pod(series: Series) -> dict[tuple[str, str, str], float]:
-    return {(labels.get("namespace", ""), labels.get("pod", ""), labels.get("container", "")): value for labels, value in series}
 
 
 def _by_app(series: Series, label: str) -> dict[tuple[str, str], float]:
@@ -124,20 +128,24 @@ def _histogram(prometheus: Prometheus, name: str, fill: dict[str, str], label: s
     return Histogram(quantiles, means, buckets)
 
 
-def _service(service: ServiceQuery, by_pod: dict[str, dict[tuple[str, str, str], float]], by_app: dict[str, dict[tuple[str, str], float]],
+def _service(service: ServiceQuery, by_pod: dict[tuple[str, str, str], list[float | None]], by_app: dict[str, dict[tuple[str, str], float]],
              histogram: Histogram | None, headroom: float, staleness_s: float) -> ServiceMetrics:
     namespace, container = service.namespace, service.container
+    rows = [by_pod.get((namespace, pod, container)) for pod in service.pods]
 
     def mine(metric: str) -> list[float]:
-        series = by_pod[metric]
-        return [series[(namespace, pod, container)] for pod in service.pods if (namespace, pod, container) in series]
+        column = INDEX[metric]
+        return [row[column] for row in rows if row is not None and row[column] is not None]
+
+    def seen(pod: str, metric: str) -> bool:
+        row = by_pod.get((namespace, pod, container))
+        return row is not None and row[INDEX[metric]] is not None
 
     ages = mine("age")
     if ages and max(ages) > staleness_s:  # checked first: old samples also make the rates vanish
         raise ServiceProblem("MetricsStale", f"the oldest container sample of {service.key} is {max(ages):.0f} s old "
                                              f"(limit {staleness_s:g} s)")
-    unseen = sorted(p for p in service.ready_pods if (namespace, p, container) not in by_pod["cpu"]
-                    or (namespace, p, container) not in by_pod["age"])
+    unseen = sorted(p for p in service.ready_pods if not (seen(p, "cpu") and seen(p, "age")))
     if unseen:
         raise ServiceProblem("MetricsMissing", f"{len(unseen)} of {len(service.ready_pods)} ready pods of {service.key} have no "
                                                f"container CPU series (e.g. {unseen[0]})")

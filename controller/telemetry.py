@@ -38,6 +38,7 @@ class Telemetry:
                                         buckets=(0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
         self.api_errors = Counter("rlscale_api_errors", "Kubernetes API errors, by kind (conflict, transient, permanent).",
                                   ["kind"], registry=r)
+        self.loop_errors = Counter("rlscale_loop_errors", "Loops that failed unexpectedly (a bug: see the log).", registry=r)
         self.prometheus_warnings = Counter("rlscale_prometheus_warnings", "Warnings in Prometheus' answers.", registry=r)
         self.events_dropped = Counter("rlscale_events_dropped", "Events not sent because the event queue was full.", registry=r)
         self.policy_replicas = Gauge("rlscale_policy_replicas", "Replicas the policy chose (after the guard).", ["service"], registry=r)
