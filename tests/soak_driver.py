@@ -84,9 +84,11 @@ def run_soak(url: str, prometheus: Any, names: tuple[str, ...], loops: int, seed
         if fault == "human-edit":
             name = rng.choice(names)
             low = rng.randint(1, 6)
-            originals[name] = (low, rng.randint(low, 40))
-            api.patch_namespaced_horizontal_pod_autoscaler(name, NS, {"spec": {"minReplicas": originals[name][0],
-                                                                               "maxReplicas": originals[name][1]}})
+            wanted = (low, rng.randint(low, 40))
+            hpa = api.read_namespaced_horizontal_pod_autoscaler(name, NS)
+            if wanted != (hpa.spec.min_replicas, hpa.spec.max_replicas):  # bounds it already has are no edit (nor is the API's answer)
+                originals[name] = wanted
+                api.patch_namespaced_horizontal_pod_autoscaler(name, NS, {"spec": {"minReplicas": wanted[0], "maxReplicas": wanted[1]}})
         set_faults(url, FAULTS[fault])
         controller.backend.prometheus.url = "http://127.0.0.1:9" if fault == "prometheus-down" else good_url
         policy.nonsense = fault == "policy-nonsense"
