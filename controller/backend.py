@@ -1,26 +1,37 @@
 """`KubernetesBackend`: the live cluster behind the `ClusterBackend` seam.
 
-Services are the HPAs matching the configured label selector. All of them are observed at
-once, from the Kubernetes API (HPAs, Deployments and pods, listed per namespace) and from
-Prometheus (load, latency, CPU, throttling, memory, OOM kills, in grouped queries), into the
-same `ServiceState` the simulator produces; decisions are applied through the `Actuator`. `LiveClusterEnv` wraps it in the
-same gymnasium environment as the simulator.
+Services are the HPAs matching the configured label selector in the managed namespaces,
+keyed `namespace/name`. Each loop reads them from the caches (no API reads when nothing
+changed; only targets that are not Deployments are read through `/scale`) and from
+Prometheus (a handful of grouped queries for all services) into the same `ServiceState`
+the simulator produces, or into the `ServiceProblem` that keeps one service unknown.
+Decisions are applied through the `Actuator`, only where something changes, with the
+ownership rules of `ownership.py`. `LiveClusterEnv` wraps it in the simulator's environment.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import time
-from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from rlscale.controller.config import ANNOTATION_PREFIX, ORIGINAL_BOUNDS, ControllerConfig
-from rlscale.controller.kube import Actuator, Clock, Target, with_retries
-from rlscale.controller.metrics_source import MetricsProblem, Prometheus, ServiceMetrics, ServiceQuery, read_services
+from rlscale.controller.actuator import Actuator, NotLeading
+from rlscale.controller.annotations import InvalidAnnotation, original_bounds
+from rlscale.controller.api_errors import ApiFailure, CLIENT_ERRORS, failure, with_retries
+from rlscale.controller.caches import Caches
+from rlscale.controller.clock import Clock
+from rlscale.controller.config import ORIGINAL_BOUNDS, ControllerConfig
+from rlscale.controller.guard import resources_of, same_resources
+from rlscale.controller.discovery import Managed, Scale, pods_by_deployment, resolve, service_key, split_hpas
+from rlscale.controller.metrics_source import ServiceMetrics, ServiceQuery, read_services
+from rlscale.controller.ownership import Memory, own, pin_patch, restore_patch
+from rlscale.controller.problems import ServiceProblem
+from rlscale.controller.prometheus import Prometheus
+from rlscale.controller.rest import Rest
+from rlscale.controller.views import HpaView
 from rlscale.env.scenario import Prices, RewardWeights
-from rlscale.env.state import Bounds, Decision, ServiceState
-from rlscale.quantity import parse_quantity
+from rlscale.env.state import Decision, ServiceState
 
 
 @dataclass(frozen=True)
@@ -58,155 +69,129 @@ class LiveStats:
         return self.slow_fraction  # measured at the service's SLO target, the only threshold asked for
 
 
-@dataclass(frozen=True)
-class Managed:
-    target: Target
-    spec: LiveSpec
-    bounds: Bounds
-    original_bounds: tuple[int, int]
-
-
 class KubernetesBackend:
-    def __init__(self, config: ControllerConfig, autoscaling: Any, apps: Any, core: Any, prometheus: Prometheus,
-                 actuator: Actuator, clock: Clock) -> None:
-        self.config = config
-        self.autoscaling, self.apps, self.core = autoscaling, apps, core
-        self.prometheus, self.actuator, self.clock = prometheus, actuator, clock
+    def __init__(self, config: ControllerConfig, rest: Rest, caches: Caches, prometheus: Prometheus, actuator: Actuator,
+                 clock: Clock) -> None:
+        self.config, self.rest = config, rest
+        self.caches, self.prometheus, self.actuator, self.clock = caches, prometheus, actuator, clock
         self.decision_interval_s = int(config.interval_s)
         self.scenario = LiveScenario("live", config.prices, RewardWeights())
         self.services: dict[str, Managed] = {}
+        self.problems: dict[str, ServiceProblem] = {}  # services that cannot be managed now, and why
+        self.problem_hpas: dict[str, HpaView] = {}  # the HPAs of the services with problems
+        self.orphans: list[HpaView] = []  # no longer selected, still carrying rlscale's saved bounds
+        self.memory: dict[str, Memory] = {}
+        self.scale_reads = 0
         self._stats: dict[str, LiveStats] = {}
-        self._hpas: dict[str, Any] = {}  # as listed by the last discovery
-        self._deployments: dict[str, Any] = {}  # as listed by the last observation
 
     @property
     def managed(self) -> tuple[str, ...]:
         return tuple(self.services)
 
-    def _call(self, action: Any) -> Any:
-        return with_retries(action, self.clock, on_error=self.actuator.on_error)
-
     # -- discovery -------------------------------------------------------------------------------
 
     def discover(self) -> list[str]:
-        """The HPAs to manage now (by label selector), with their targets, SLOs and bounds (two API calls)."""
-        timeout = self.config.api_timeout_s
-        hpas = self._call(lambda: self.autoscaling.list_namespaced_horizontal_pod_autoscaler(
-            self.config.namespace, label_selector=self.config.selector, _request_timeout=timeout)).items
-        deployments = {d.metadata.name: d for d in self._call(lambda: self.apps.list_namespaced_deployment(
-            self.config.namespace, _request_timeout=timeout)).items}
-        self._hpas = {hpa.metadata.name: hpa for hpa in hpas}
-        self.services = {hpa.metadata.name: self._managed(hpa, deployments[hpa.spec.scale_target_ref.name])
-                         for hpa in hpas if hpa.spec.scale_target_ref.name in deployments}
-        return list(self.services)
+        """The services to manage now, from the caches (listed first if they are not yet); problems aside."""
+        if not self.caches.synced:
+            try:
+                self.caches.sync()
+            except CLIENT_ERRORS as error:
+                raise failure(error) from None
+        now = self.clock.now()
+        managed, self.orphans = split_hpas(self.caches.hpas.items(), self.config.selector, ORIGINAL_BOUNDS)
+        by_deployment = pods_by_deployment(self.caches.pods.items())
+        pods = self.caches.pods.items
+        services, problems, problem_hpas = {}, {}, {}
+        for hpa in managed:
+            key = service_key(hpa)
+            try:
+                found = resolve(hpa, self.config, self.caches.deployments.get, by_deployment,
+                                lambda ns: [p for p in pods() if p.meta.namespace == ns], self._read_scale, self.memory.get(key), now)
+            except ServiceProblem as problem:
+                problems[key], problem_hpas[key] = problem, hpa
+                continue
+            services[key] = found
+            self.memory[key] = found.ownership.memory
+        self.services, self.problems, self.problem_hpas = services, problems, problem_hpas
+        return list(services)
 
-    def _managed(self, hpa: Any, deployment: Any) -> Managed:
-        name, namespace = hpa.metadata.name, hpa.metadata.namespace or self.config.namespace
-        annotations = hpa.metadata.annotations or {}
-        overrides = self.config.services.get(name)
-        containers = deployment.spec.template.spec.containers
-        container_name = annotations.get(ANNOTATION_PREFIX + "container") or containers[0].name
-        container = next((c for c in containers if c.name == container_name), containers[0])
-        cpu_request, cpu_limit, memory_request, memory_limit = container_resources(container)
-        saved = annotations.get(ORIGINAL_BOUNDS)
-        original = json.loads(saved) if saved else {"minReplicas": hpa.spec.min_replicas or 1, "maxReplicas": hpa.spec.max_replicas}
-        original_bounds = (int(original["minReplicas"]), int(original["maxReplicas"]))
-
-        def setting(field: str, key: str, parse: Any, default: Any) -> Any:
-            value = getattr(overrides, field, None) if overrides else None
-            if value is not None:
-                return value
-            text = annotations.get(ANNOTATION_PREFIX + key)
-            return parse(text) if text is not None else default
-
-        def pair(text: str) -> tuple[float, ...]:
-            return tuple(parse_quantity(v) for v in text.split(","))
-
-        cpu_range = setting("cpu_limit_range", "cpu-limit-range", pair, (cpu_limit, cpu_limit))
-        memory_range = setting("memory_limit_range", "memory-limit-range", pair, (memory_limit, memory_limit))
-        bounds = Bounds(
-            min_replicas=setting("min_replicas", "min-replicas", int, original_bounds[0]),
-            max_replicas=setting("max_replicas", "max-replicas", int, original_bounds[1]),
-            min_cpu_limit=min(cpu_range), max_cpu_limit=max(cpu_range),
-            min_memory_limit=min(memory_range), max_memory_limit=max(memory_range),
-        )
-        spec = LiveSpec(
-            name=name, cpu_request=cpu_request, memory_request=memory_request,
-            slo_quantile=setting("slo_quantile", "slo-quantile", float, self.config.default_slo_quantile),
-            slo_latency_s=setting("slo_latency_s", "slo-latency-seconds", float, self.config.default_slo_latency_s),
-        )
-        return Managed(Target(namespace, name, deployment.metadata.name, container.name), spec, bounds, original_bounds)
+    def _read_scale(self, hpa: HpaView) -> Scale:
+        """A target's /scale (kinds other than Deployment): the one read per service per loop they cost."""
+        group, _, version = hpa.target_api_version.rpartition("/")
+        name, namespace, kind = hpa.target_name, hpa.meta.namespace, hpa.target_kind
+        root = f"/apis/{group}/{version}" if group else f"/api/{version}"
+        path = f"{root}/namespaces/{namespace}/{kind.lower()}s/{name}/scale"  # the plural as the API names its kinds
+        self.scale_reads += 1
+        try:
+            response = with_retries(lambda: self.rest.call("GET", path, timeout=self.config.api_timeout_s), self.clock,
+                                    on_error=self.actuator.on_error)
+            scale = json.loads(response.data)
+        except ApiFailure as found:
+            if found.status == 404:
+                raise ServiceProblem("TargetMissing", f"{service_key(hpa)}: {kind} {name!r} has no /scale here ({found.detail})") from None
+            raise ServiceProblem("ApiErrors", f"{service_key(hpa)}: reading the /scale of {kind} {name!r}: {found}") from None
+        except ValueError:
+            raise ServiceProblem("TargetInvalid", f"{service_key(hpa)}: the /scale of {kind} {name!r} is not JSON") from None
+        return Scale(int((scale.get("spec") or {}).get("replicas") or 0), str((scale.get("status") or {}).get("selector") or ""))
 
     def specs(self) -> dict[str, LiveSpec]:
-        return {name: managed.spec for name, managed in self.services.items()}
+        return {key: LiveSpec(key, m.resources[0], m.resources[2], m.settings.slo_quantile, m.settings.slo_latency_s)
+                for key, m in self.services.items()}
 
     # -- observing -------------------------------------------------------------------------------
 
     def reset(self, rng: Any = None) -> dict[str, ServiceState]:
         """Live clusters have no episodes: (re)discover the services and observe them."""
-        self.discover()
         return self.observe()
 
     def observe(self) -> dict[str, ServiceState]:
+        """The seam's observe (for `LiveClusterEnv`): rediscover from the caches, then read; any problem raises."""
+        self.discover()
         states, problems = self.observe_all()
         if problems:
             raise next(iter(problems.values()))
         return states
 
-    def observe_all(self) -> tuple[dict[str, ServiceState], dict[str, MetricsProblem]]:
-        """Every managed service's state now (two API calls, a handful of queries), and the ones that cannot be known."""
-        timeout, namespace = self.config.api_timeout_s, self.config.namespace
-        deployments = {d.metadata.name: d for d in self._call(lambda: self.apps.list_namespaced_deployment(
-            namespace, _request_timeout=timeout)).items}
-        pods = self._call(lambda: self.core.list_namespaced_pod(namespace, _request_timeout=timeout)).items
-        self._deployments = deployments
-        owned: dict[str, list[Any]] = {}
-        for name, managed in self.services.items():
-            deployment = deployments.get(managed.target.deployment)
-            selector = (deployment.spec.selector.match_labels or {}) if deployment else {"": ""}
-            owned[name] = [p for p in pods if selector.items() <= (p.metadata.labels or {}).items()]
-        queries = [ServiceQuery(name, frozenset(p.metadata.name for p in owned[name]), managed.target.container,
-                                managed.spec.slo_quantile, managed.spec.slo_latency_s) for name, managed in self.services.items()]
-        metrics = read_services(self.prometheus, self.config.prometheus, namespace, queries)
+    def observe_all(self) -> tuple[dict[str, ServiceState], dict[str, ServiceProblem]]:
+        """Every managed service's state now (from the caches and a handful of queries), and the ones that cannot be known."""
+        queries = [ServiceQuery(key, m.hpa.meta.namespace, m.hpa.meta.name, frozenset(p.meta.name for p in m.pods),
+                                frozenset(p.meta.name for p in m.ready_pods), m.container, m.settings.slo_quantile,
+                                m.settings.slo_latency_s) for key, m in self.services.items()]
+        metrics = read_services(self.prometheus, self.config.prometheus, self.config.namespaces, queries)
         states: dict[str, ServiceState] = {}
-        problems: dict[str, MetricsProblem] = {}
-        for name, found in metrics.items():
-            deployment = deployments.get(self.services[name].target.deployment)
-            if isinstance(found, MetricsProblem):
-                problems[name] = found
-            elif deployment is None:
-                problems[name] = MetricsProblem("TargetMissing", f"the Deployment of {name} is gone")
+        problems = dict(self.problems)
+        for key, found in metrics.items():
+            if isinstance(found, ServiceProblem):
+                problems[key] = found
             else:
-                states[name] = self._state(name, deployment, owned[name], found)
+                states[key] = self._state(self.services[key], found)
         return states, problems
 
-    def _state(self, name: str, deployment: Any, pods: list[Any], metrics: ServiceMetrics) -> ServiceState:
-        managed = self.services[name]
-        target, spec = managed.target, managed.spec
-        resources = _running_resources(pods, target.container) or container_resources(
-            next(c for c in deployment.spec.template.spec.containers if c.name == target.container))
-        ready = deployment.status.ready_replicas or 0
-        desired = deployment.spec.replicas or 0
-        self._record(name, metrics, desired, resources)
+    def _state(self, managed: Managed, metrics: ServiceMetrics) -> ServiceState:
+        resources = managed.resources
+        ready = len(managed.ready_pods)
+        desired = managed.replicas
+        self._record(managed.key, metrics, desired, resources)
         now = self.clock.now()
         load = metrics.load_rps
         answered = max(load - metrics.error_rps, 0.0)
         slow = (metrics.slow_fraction * answered + metrics.error_rps) / load if load > 0 else 0.0
         return ServiceState(
-            name=name, time_s=now, time_of_day_s=now % 86_400, load_rps=load,
-            replicas_desired=desired, replicas_ready=ready, replicas_pending=max(0, (deployment.status.replicas or 0) - ready),
+            name=managed.key, time_s=now, time_of_day_s=now % 86_400, load_rps=load,
+            replicas_desired=desired, replicas_ready=ready, replicas_pending=max(0, len(managed.pods) - ready),
             cpu_request=resources[0], cpu_limit=resources[1], memory_request=resources[2], memory_limit=resources[3],
             cpu_usage=metrics.cpu_cores / ready if ready else 0.0,
             cpu_throttled_fraction=metrics.throttled_fraction, memory_working_set=metrics.memory_working_set,
             latency_quantile_s=metrics.latency_quantile_s, latency_mean_s=metrics.latency_mean_s,
-            slo_latency_s=spec.slo_latency_s, slo_quantile=spec.slo_quantile, slo_violation_fraction=min(1.0, slow),
-            drop_fraction=metrics.error_rps / load if load > 0 else 0.0, oom_kills=int(round(metrics.oom_kills)),
-            cluster_cpu_headroom=metrics.cpu_headroom, cluster_memory_headroom=0.0, bounds=managed.bounds,
+            slo_latency_s=managed.settings.slo_latency_s, slo_quantile=managed.settings.slo_quantile,
+            slo_violation_fraction=min(1.0, slow), drop_fraction=metrics.error_rps / load if load > 0 else 0.0,
+            oom_kills=int(round(metrics.oom_kills)), cluster_cpu_headroom=metrics.cpu_headroom, cluster_memory_headroom=0.0,
+            bounds=managed.bounds,
         )
 
-    def _record(self, name: str, metrics: ServiceMetrics, replicas: int, resources: tuple[float, float, float, float]) -> None:
+    def _record(self, key: str, metrics: ServiceMetrics, replicas: int, resources: tuple[float, float, float, float]) -> None:
         seconds = self.decision_interval_s
-        self._stats[name] = LiveStats(
+        self._stats[key] = LiveStats(
             seconds=seconds, arrivals=metrics.load_rps * seconds, dropped=metrics.error_rps * seconds,
             cost=self.config.prices.per_second(resources[0] * replicas, resources[2] * replicas) * seconds,
             oom_kills=int(round(metrics.oom_kills)), slow_fraction=metrics.slow_fraction,
@@ -215,83 +200,101 @@ class KubernetesBackend:
     def stats(self, name: str) -> LiveStats:
         return self._stats[name]
 
+    def rollout_in_progress(self, key: str) -> bool:
+        """Whether the target is still rolling out a template change (as cached)."""
+        deployment = self.services[key].deployment
+        return deployment is not None and (deployment.observed_generation < deployment.generation
+                                           or deployment.updated_replicas < deployment.replicas)
+
     # -- acting ----------------------------------------------------------------------------------
 
     def apply(self, decisions: Mapping[str, Decision]) -> dict[str, Decision]:
         applied = {}
-        for name, decision in decisions.items():
-            managed = self.services[name]
-            decision = decision.clipped(managed.bounds)
-            self.apply_one(name, decision)
-            applied[name] = decision
+        for key, decision in decisions.items():
+            decision = decision.clipped(self.services[key].bounds)
+            self.apply_one(key, decision)
+            applied[key] = decision
         return applied
 
-    def apply_one(self, name: str, decision: Decision, current: ServiceState | None = None) -> list[str]:
-        """Actuate one (already guarded) decision; what changed, for events and logs."""
-        managed = self.services[name]
-        target = managed.target
+    def apply_one(self, key: str, decision: Decision, current: ServiceState | None = None) -> list[str]:
+        """Actuate one (already guarded) decision, writing only what changes; what changed, for events and logs."""
+        managed = self.services[key]
         changes = []
         if decision.replicas is None:
-            if self.actuator.restore_bounds(target):
+            if self.restore(key):
                 changes.append("HPA bounds restored")
-            if decision.hpa_target_utilization is not None and self.actuator.set_hpa_target(target, decision.hpa_target_utilization):
+            if decision.hpa_target_utilization is not None and self.actuator.set_hpa_target(managed.hpa, decision.hpa_target_utilization):
                 changes.append(f"HPA target {decision.hpa_target_utilization}%")
         else:
             ceiling = max(decision.replicas, min(decision.replicas + self.config.headroom, managed.bounds.max_replicas))
-            if self.actuator.set_bounds(target, decision.replicas, ceiling, known=self._hpas.get(name)):
+            if self._pin(managed, (decision.replicas, ceiling)):
                 changes.append(f"HPA bounds [{decision.replicas}, {ceiling}]")
-        resources = (decision.cpu_request, decision.cpu_limit, decision.memory_request, decision.memory_limit)
-        if current is not None and resources != (current.cpu_request, current.cpu_limit, current.memory_request, current.memory_limit):
-            how = self.actuator.set_resources(target, resources)
+        if current is not None and not same_resources(decision, current):
+            how = self.actuator.set_resources(managed.container, list(managed.pods), managed.deployment, resources_of(decision))
             changes.append(f"resources cpu {decision.cpu_request:.3g}/{decision.cpu_limit:.3g} cores, memory "
                            f"{decision.memory_request / 2**20:.0f}/{decision.memory_limit / 2**20:.0f} MiB ({how})")
         return changes
 
-    def restore(self, name: str) -> bool:
-        return self.actuator.restore_bounds(self.services[name].target)
+    def _pin(self, managed: Managed, bounds: tuple[int, int]) -> bool:
+        body = pin_patch(managed.current, managed.saved, managed.ownership.original, bounds, managed.hpa.meta.resource_version)
+        return body is not None and self._write_bounds(managed.key, managed.hpa, body, bounds, pinned=True)
 
-    def rollout_in_progress(self, name: str) -> bool:
-        """Whether the Deployment is still rolling out a template change (as last observed)."""
-        deployment = self._deployments.get(self.services[name].target.deployment)
-        if deployment is None:
+    def restore(self, key: str) -> bool:
+        """Give a service's HPA its original bounds back (and drop the annotation); True if that took a write."""
+        managed = self.services.get(key)
+        hpa = managed.hpa if managed else self.problem_hpas.get(key)
+        return hpa is not None and self.restore_hpa(hpa)
+
+    def restore_hpa(self, hpa: HpaView, *, again: bool = True) -> bool:
+        """Restore one HPA (managed, failing, or no longer selected) by the ownership rules; True if that took a write.
+        After a conflict the rules are applied once more to the HPA as it is now (restoring is always safe to
+        retry: a person's edit is kept by the rules). An HPA whose saved bounds do not parse is left as it is:
+        there is nothing trustworthy to restore."""
+        try:
+            return self._restore_hpa(hpa)
+        except ApiFailure as failure:
+            if failure.kind != "conflict" or not again:
+                raise
+            return self.restore_hpa(self.actuator.read_hpa(hpa), again=False)
+
+    def _restore_hpa(self, hpa: HpaView) -> bool:
+        key = service_key(hpa)
+        try:
+            saved = original_bounds(hpa.meta.annotations)
+        except InvalidAnnotation:
             return False
-        status, spec = deployment.status, deployment.spec
-        return (status.observed_generation or 0) < (deployment.metadata.generation or 0) or (
-            (status.updated_replicas or 0) < (spec.replicas or 0))
+        current = (hpa.min_replicas, hpa.max_replicas)
+        ownership = own(hpa.meta.uid, current, saved, self.memory.get(key), self.clock.now(), self.config.human_edit_cooldown_s)
+        self.memory[key] = ownership.memory
+        body = restore_patch(current, saved is not None, ownership.original, hpa.meta.resource_version)
+        return body is not None and self._write_bounds(key, hpa, body, ownership.original, pinned=False)
+
+    def _write_bounds(self, key: str, hpa: HpaView, body: dict[str, Any], bounds: tuple[int, int], *, pinned: bool) -> bool:
+        memory = self.memory.get(key)
+        if memory is not None:
+            self.memory[key] = dataclasses.replace(memory, attempted=bounds)
+        self.actuator.patch_hpa(hpa, body)
+        if memory is not None:
+            self.memory[key] = dataclasses.replace(self.memory[key], applied=bounds if pinned else None)
+        return True
+
+    def restore_all(self) -> list[str]:
+        """Restore every HPA that carries rlscale's saved bounds, selected or not, and every one rlscale pinned
+        whatever its annotations now (shutdown); the keys that failed."""
+        failed = []
+        for hpa in self.caches.hpas.items():
+            memory = self.memory.get(service_key(hpa))
+            pinned = memory is not None and memory.uid == hpa.meta.uid and memory.applied is not None
+            if ORIGINAL_BOUNDS not in hpa.meta.annotations and not pinned:
+                continue
+            try:
+                self.restore_hpa(hpa)
+            except (ApiFailure, NotLeading):
+                failed.append(service_key(hpa))
+        return failed
 
     def advance(self) -> None:
         self.clock.sleep(self.config.interval_s)
 
     def done(self) -> bool:
         return False
-
-
-def container_resources(container: Any) -> tuple[float, float, float, float]:
-    requests = (container.resources.requests if container.resources else None) or {}
-    limits = (container.resources.limits if container.resources else None) or {}
-    cpu_request = parse_quantity(requests.get("cpu", limits.get("cpu", "100m")))
-    memory_request = parse_quantity(requests.get("memory", limits.get("memory", "128Mi")))
-    return (cpu_request, parse_quantity(limits.get("cpu", cpu_request)), memory_request,
-            parse_quantity(limits.get("memory", memory_request)))
-
-
-def _running_resources(pods: list[Any], container: str) -> tuple[float, float, float, float] | None:
-    """The resources most ready pods run with now (in-place resizes make them differ from the template)."""
-    seen = Counter()
-    for pod in pods:
-        ready = any(c.type == "Ready" and c.status == "True" for c in (pod.status.conditions or []))
-        for c in pod.spec.containers:
-            if c.name == container and ready:
-                seen[container_resources(c)] += 1
-    return seen.most_common(1)[0][0] if seen else None
-
-
-class RealClock:
-    """Wall-clock time for the controller in a cluster."""
-
-    def now(self) -> float:
-        return time.time()
-
-    def sleep(self, seconds: float) -> None:
-        time.sleep(seconds)
-

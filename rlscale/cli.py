@@ -205,6 +205,7 @@ def cluster_sim_serve(
     namespace: str = typer.Option("default", help="The namespace the scenario's services live in."),
     seed: int = typer.Option(0, help="Seed of the simulation's randomness."),
     duration: int = typer.Option(86_400, min=60, help="Simulated seconds of load to prepare."),
+    warmup: int = typer.Option(0, min=0, help="Simulated seconds to run before serving (pods ready, counters going)."),
     error_rate: float = typer.Option(0.0, min=0.0, max=1.0, help="Fault: share of API requests answered 500/503."),
     latency: float = typer.Option(0.0, min=0.0, help="Fault: seconds added to every API request."),
     timeout_rate: float = typer.Option(0.0, min=0.0, max=1.0, help="Fault: share of API requests that hang unanswered."),
@@ -221,6 +222,7 @@ def cluster_sim_serve(
     faults = Faults(error_rate=error_rate, latency_s=latency, timeout_rate=timeout_rate, conflict_rate=conflict_rate,
                     drop_watches=drop_watches, freeze_metrics=freeze_metrics, nan_metrics=nan_metrics)
     api = ClusterApi(load_scenario(scenario), namespace=namespace, seed=seed, duration_s=duration)
+    api.advance(warmup)
     try:
         server = EmulatorServer(api, port=port, speed=speed, faults=faults, seed=seed)
     except OSError as exc:
@@ -274,12 +276,12 @@ def controller_run(
     else:
         controller = build(settings, api_client(kubeconfig), identity=identity)
     try:
-        serve(controller.telemetry, settings.listen_port)
+        serve(controller.telemetry, settings.listen_port, controller.clock.now)
     except OSError as exc:
         raise UserInputError("listen_port", f"cannot listen on port {settings.listen_port} ({exc.strerror or exc})") from None
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: controller.stop.set())
-    controller.log.info("started", extra={"mode": chosen, "policy": settings.policy, "namespace": settings.namespace,
+    controller.log.info("started", extra={"mode": chosen, "policy": settings.policy, "namespaces": list(settings.namespaces),
                                           "platform": settings.platform})
     controller.run()
 

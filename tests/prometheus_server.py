@@ -39,7 +39,8 @@ def free_port() -> int:
 
 
 class PrometheusServer:
-    """Prometheus scraping `targets` (host:port, path /metrics) every `interval_s`."""
+    """Prometheus scraping `targets` (host:port, path /metrics) every `interval_s`; `retarget` changes them
+    at run time (file-based discovery), so one server can serve many tests."""
 
     def __init__(self, targets: list[str], interval_s: float = 1.0) -> None:
         binary = find_prometheus()
@@ -47,9 +48,13 @@ class PrometheusServer:
             pytest.fail("no Prometheus binary: run `bash .ci/prometheus.sh` (or set RLSCALE_PROMETHEUS)")
         self.directory = Path(tempfile.mkdtemp(prefix="rlscale-prometheus-"))
         config = self.directory / "prometheus.yml"
+        self.targets_file = self.directory / "targets.json"
+        self._write_targets(targets)
         config.write_text(
             f"global:\n  scrape_interval: {round(interval_s * 1000)}ms\n  evaluation_interval: {round(interval_s * 1000)}ms\n"
-            f"scrape_configs:\n  - job_name: targets\n    static_configs:\n      - targets: {json.dumps(targets)}\n"
+            f"  scrape_timeout: {round(interval_s * 1000)}ms\n"  # a large emulator takes seconds to write /metrics
+            f"scrape_configs:\n  - job_name: targets\n    file_sd_configs:\n      - files: [{json.dumps(str(self.targets_file))}]\n"
+            f"        refresh_interval: 1s\n"
         )
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -108,6 +113,24 @@ class PrometheusServer:
             return bool(series) and min(value for _, value in series) >= count
 
         self._wait(scraped, timeout_s, f"fewer than {count} scrapes")
+
+    def _write_targets(self, targets: list[str]) -> None:
+        staged = self.targets_file.with_suffix(".tmp")
+        staged.write_text(json.dumps([{"targets": targets}]))
+        staged.replace(self.targets_file)  # atomically: Prometheus never reads half a file
+
+    def retarget(self, targets: list[str], scrapes: int = 3, timeout_s: float = 60.0) -> None:
+        """Scrape `targets` from now on; returns once each was scraped `scrapes` times."""
+        self._write_targets(targets)
+
+        def scraped() -> bool:
+            for target in targets:
+                series = self.query(f'count_over_time(up{{job="targets",instance="{target}"}}[10m])')
+                if not series or series[0][1] < scrapes:
+                    return False
+            return True
+
+        self._wait(scraped, timeout_s, f"{targets} not scraped {scrapes} times")
 
     def stop(self) -> None:
         if self.process.poll() is None:
