@@ -1,4 +1,4 @@
-"""The controller's writes: HPA patches, resource changes, each behind the fencing check.
+"""The Kubernetes controller's writes: HPA patches, resource changes, each behind the fencing check.
 
 Every write is made only while this replica leads (`fence()`, checked immediately before the
 request), carries the resourceVersion it was decided on (a concurrent change gives a 409,
@@ -75,13 +75,6 @@ class Actuator:
         return self._write(lambda: self.autoscaling.patch_namespaced_horizontal_pod_autoscaler(
             hpa.meta.name, hpa.meta.namespace, body, _request_timeout=self.timeout_s, _preload_content=False))
 
-    def set_hpa_target(self, hpa: HpaView, utilization: int) -> bool:
-        if hpa.cpu_target == utilization:
-            return False
-        cpu = {"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": utilization}}}
-        self.patch_hpa(hpa, {"metadata": {"resourceVersion": hpa.meta.resource_version}, "spec": {"metrics": [cpu]}})
-        return True
-
     def set_resources(self, container: str, pods: list[PodView], deployment: DeploymentView | None, resources: Resources) -> str:
         """In place where the cluster has it, else through the Deployment's template. How it went."""
         patch = {"name": container, "resources": _resources(resources)}
@@ -114,8 +107,8 @@ class Actuator:
 
 
 def _owned_fields(hpa: HpaView) -> tuple[Any, ...]:
-    """What a write of rlscale's was decided on: the bounds, the CPU target and rlscale's annotations."""
-    return hpa.min_replicas, hpa.max_replicas, hpa.cpu_target, dict(hpa.meta.annotations), dict(hpa.meta.labels)
+    """What a write of rlscale's was decided on: the bounds, the metrics (the CPU target) and rlscale's annotations."""
+    return hpa.setting, hpa.metrics, dict(hpa.meta.annotations), dict(hpa.meta.labels)
 
 
 def _resources(resources: Resources) -> dict[str, dict[str, str]]:

@@ -10,10 +10,14 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Callable, Mapping, TypeVar
 
 from rlscale.controller.config import ANNOTATION_PREFIX, ORIGINAL_BOUNDS, PAUSED, ServiceOverrides
 from rlscale.quantity import parse_quantity
+
+
+T = TypeVar("T")
+D = TypeVar("D")
 
 
 class InvalidAnnotation(ValueError):
@@ -32,21 +36,24 @@ class ServiceSettings:
     paused: bool
 
 
+def read_setting(annotations: Mapping[str, str], key: str, parse: Callable[[str], T], default: D) -> T | D:
+    """The `rlscale.io/<key>` annotation (or Swarm label) parsed, `default` without one; `InvalidAnnotation` naming it."""
+    text = annotations.get(ANNOTATION_PREFIX + key)
+    if text is None:
+        return default
+    try:
+        return parse(text.strip())
+    except ValueError as exc:
+        raise InvalidAnnotation(f"{ANNOTATION_PREFIX}{key}: {exc} (got {text!r})") from None
+
+
 def service_settings(annotations: Mapping[str, str], overrides: ServiceOverrides | None, default_slo_latency_s: float,
                      default_slo_quantile: float) -> ServiceSettings:
     """The settings of one service; `InvalidAnnotation` for the first annotation that is wrong."""
 
     def read(key: str, field: str, parse, default):  # type: ignore[no-untyped-def]
         override = getattr(overrides, field, None) if overrides else None
-        if override is not None:
-            return override
-        text = annotations.get(ANNOTATION_PREFIX + key)
-        if text is None:
-            return default
-        try:
-            return parse(text.strip())
-        except ValueError as exc:
-            raise InvalidAnnotation(f"{ANNOTATION_PREFIX}{key}: {exc} (got {text!r})") from None
+        return override if override is not None else read_setting(annotations, key, parse, default)
 
     settings = ServiceSettings(
         container=read("container", "container", _name, None),
@@ -64,19 +71,24 @@ def service_settings(annotations: Mapping[str, str], overrides: ServiceOverrides
     return settings
 
 
-def original_bounds(annotations: Mapping[str, str]) -> tuple[int, int] | None:
-    """The bounds saved in the original-bounds annotation (None when there is none)."""
+def original_setting(annotations: Mapping[str, str], cpu_target: int | None) -> tuple[int, int, int | None] | None:
+    """The HPA setting saved in the original-bounds annotation (None when there is none): its bounds and CPU target
+    (`cpu_target`, the HPA's own, when the annotation predates saving it)."""
     text = annotations.get(ORIGINAL_BOUNDS)
     if text is None:
         return None
     try:
         saved = json.loads(text)
         low, high = saved["minReplicas"], saved["maxReplicas"]
-    except (ValueError, TypeError, KeyError):
-        raise InvalidAnnotation(f'{ORIGINAL_BOUNDS}: expected {{"minReplicas": N, "maxReplicas": M}}, got {text!r}') from None
+        target = saved.get("cpuUtilization", cpu_target)
+    except (ValueError, TypeError, KeyError, AttributeError):
+        raise InvalidAnnotation(f'{ORIGINAL_BOUNDS}: expected {{"minReplicas": N, "maxReplicas": M, "cpuUtilization": P}}, '
+                                f'got {text!r}') from None
     if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in (low, high)) or low > high:
         raise InvalidAnnotation(f"{ORIGINAL_BOUNDS}: needs whole numbers 1 <= minReplicas <= maxReplicas, got {text!r}")
-    return low, high
+    if target is not None and (not isinstance(target, int) or isinstance(target, bool) or target < 1):
+        raise InvalidAnnotation(f"{ORIGINAL_BOUNDS}: cpuUtilization must be a whole percentage >= 1 or null, got {text!r}")
+    return low, high, target
 
 
 def _name(text: str) -> str:
@@ -106,13 +118,18 @@ def _quantile(text: str) -> float:
     return value
 
 
-def _replicas(text: str) -> int:
-    if not text.isdigit():
-        raise ValueError("must be a whole number >= 1")
-    value = int(text)
-    if value < 1:
-        raise ValueError("must be a whole number >= 1")
-    return value
+def whole_number(least: int) -> Callable[[str], int]:
+    """A parser of whole numbers >= `least`."""
+
+    def parse(text: str) -> int:
+        if not text.isdigit() or int(text) < least:
+            raise ValueError(f"must be a whole number >= {least}")
+        return int(text)
+
+    return parse
+
+
+_replicas = whole_number(1)
 
 
 def _range(text: str) -> tuple[float, float]:

@@ -1,9 +1,11 @@
-"""Every error the Kubernetes client can raise, classified; finite retries that honour Retry-After.
+"""Every error the Kubernetes client (or the Docker SDK) can raise, classified; finite retries that honour Retry-After.
 
-A call fails as a conflict (409: read again and retry), transiently (timeouts, refused or
-reset connections, urllib3's errors, 429 and 5xx, an answer that is not JSON: retry with a
-doubling backoff, or as long as the server's `Retry-After` asks, within a cap) or permanently
-(400, 403, 404, 422: raised at once). Nothing the client raises escapes unclassified.
+A call fails as a conflict (409, or Swarm's "update out of sequence": read again and retry),
+transiently (timeouts, refused or reset connections, urllib3's and requests' errors, 429 and
+5xx, an answer that is not JSON: retry with a doubling backoff, or as long as the server's
+`Retry-After` asks, within a cap) or permanently (400, 403, 404, 422: raised at once). Nothing
+the clients raise escapes unclassified: the Docker SDK's `APIError` is a requests `HTTPError`,
+which is an `OSError`, and carries the Engine's answer as its `response`.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ T = TypeVar("T")
 TRANSIENT_STATUS = {429, 500, 502, 503, 504}
 CLIENT_ERRORS = (ApiException, urllib3.exceptions.HTTPError, OSError, ValueError)
 MAX_RETRY_AFTER_S = 30.0
+SEQUENCE_CONFLICT = "update out of sequence"  # the Docker Engine's 500 for a write on a stale version index
 
 
 class ApiFailure(Exception):
@@ -33,15 +36,25 @@ class ApiFailure(Exception):
         self.gone = gone  # a 404 about the named object itself (not a missing route or subresource)
 
 
-def classify(error: BaseException) -> tuple[str, int | None]:
-    """(kind, HTTP status or None) for anything the client raises."""
+def _answer(error: BaseException) -> tuple[int | None, str]:
+    """(HTTP status, the server's message) of an error that carries an answer; (None, "") for one that does not."""
     if isinstance(error, ApiException):
-        if error.status == 409:
-            return "conflict", 409
-        if error.status in TRANSIENT_STATUS or not error.status:  # status 0: the client never got an answer
-            return "transient", error.status or None
-        return "permanent", error.status
-    return "transient", None  # urllib3 (ReadTimeoutError, NewConnectionError, ProtocolError, ...), OSError, bad JSON
+        return error.status or None, ""  # status 0: the client never got an answer
+    response = getattr(error, "response", None)  # requests' HTTPError: the Docker SDK's APIError
+    status = getattr(response, "status_code", None)
+    return (status, str(getattr(error, "explanation", None) or "")) if isinstance(status, int) else (None, "")
+
+
+def classify(error: BaseException) -> tuple[str, int | None]:
+    """(kind, HTTP status or None) for anything the clients raise."""
+    status, message = _answer(error)
+    if status is None:
+        return "transient", None  # urllib3 and requests (timeouts, refused connections, ...), OSError, bad JSON
+    if status == 409 or SEQUENCE_CONFLICT in message:
+        return "conflict", status
+    if status in TRANSIENT_STATUS:
+        return "transient", status
+    return "permanent", status
 
 
 def retry_after_s(error: BaseException) -> float | None:
@@ -67,6 +80,9 @@ def describe(error: BaseException) -> str:
             return f"{error.status} {json.loads(error.body).get('message', '')}".strip()
         except (TypeError, ValueError, AttributeError):
             return f"{error.status} {error.reason}"
+    status, message = _answer(error)
+    if status is not None:
+        return f"{status} {message.splitlines()[0] if message else ''}".strip()
     return type(error).__name__
 
 
@@ -78,6 +94,8 @@ def failure(error: BaseException) -> ApiFailure:
             gone = bool((json.loads(error.body).get("details") or {}).get("name"))
         except (TypeError, ValueError, AttributeError):
             gone = False
+    elif status == 404:  # the Engine names the object it has not got ("No such container: ...", "service x not found")
+        gone = "page not found" not in _answer(error)[1]
     return ApiFailure(kind, describe(error), status, gone=gone)
 
 

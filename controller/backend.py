@@ -11,82 +11,38 @@ ownership rules of `ownership.py`. `LiveClusterEnv` wraps it in the simulator's 
 
 from __future__ import annotations
 
-import dataclasses
 import json
-from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from rlscale.controller.actuator import Actuator, NotLeading
-from rlscale.controller.annotations import InvalidAnnotation, original_bounds
+from rlscale.controller.annotations import InvalidAnnotation, original_setting
 from rlscale.controller.api_errors import ApiFailure, CLIENT_ERRORS, failure, with_retries
 from rlscale.controller.caches import Caches
 from rlscale.controller.clock import Clock
 from rlscale.controller.config import ORIGINAL_BOUNDS, ControllerConfig
 from rlscale.controller.guard import resources_of, same_resources
-from rlscale.controller.discovery import Managed, Scale, pods_by_deployment, resolve, service_key, split_hpas
-from rlscale.controller.metrics_source import ServiceMetrics, ServiceQuery, read_services
-from rlscale.controller.ownership import Memory, own, pin_patch, restore_patch
+from rlscale.controller.discovery import Managed, Scale, describe_setting, pods_by_deployment, resolve, service_key, split_selected
+from rlscale.controller.live import LiveBackend, LiveSpec, local_time_of_day
+from rlscale.controller.metrics_source import AppQuery, ServiceMetrics, ServiceQuery, read_services
+from rlscale.controller.ownership import Setting, own, pin_patch, remembered_write, restore_patch
 from rlscale.controller.problems import ServiceProblem
 from rlscale.controller.prometheus import Prometheus
 from rlscale.controller.rest import Rest
 from rlscale.controller.views import HpaView
-from rlscale.env.scenario import Prices, RewardWeights
 from rlscale.env.state import Decision, ServiceState
 
 
-@dataclass(frozen=True)
-class LiveSpec:
-    """What the reward needs of a live service."""
+class KubernetesBackend(LiveBackend):
+    fallback = "the HPA is in charge"
 
-    name: str
-    cpu_request: float
-    memory_request: float
-    slo_quantile: float
-    slo_latency_s: float
-
-
-@dataclass(frozen=True)
-class LiveScenario:
-    """The live cluster's prices and reward weights (the simulator's `Scenario` has more)."""
-
-    name: str
-    prices: Prices
-    reward: RewardWeights
-
-
-@dataclass
-class LiveStats:
-    """One interval of a live service, as much of `IntervalStats` as the reward reads."""
-
-    seconds: int
-    arrivals: float
-    dropped: float
-    cost: float
-    oom_kills: int
-    slow_fraction: float
-
-    def fraction_slower_than(self, latency_s: float) -> float:
-        return self.slow_fraction  # measured at the service's SLO target, the only threshold asked for
-
-
-class KubernetesBackend:
     def __init__(self, config: ControllerConfig, rest: Rest, caches: Caches, prometheus: Prometheus, actuator: Actuator,
                  clock: Clock) -> None:
-        self.config, self.rest = config, rest
-        self.caches, self.prometheus, self.actuator, self.clock = caches, prometheus, actuator, clock
-        self.decision_interval_s = int(config.interval_s)
-        self.scenario = LiveScenario("live", config.prices, RewardWeights())
+        super().__init__(config, clock, "live")
+        self.rest, self.caches, self.prometheus, self.actuator = rest, caches, prometheus, actuator
         self.services: dict[str, Managed] = {}
-        self.problems: dict[str, ServiceProblem] = {}  # services that cannot be managed now, and why
         self.problem_hpas: dict[str, HpaView] = {}  # the HPAs of the services with problems
-        self.orphans: list[HpaView] = []  # no longer selected, still carrying rlscale's saved bounds
-        self.memory: dict[str, Memory] = {}
+        self.orphans: dict[str, HpaView] = {}
         self.scale_reads = 0
-        self._stats: dict[str, LiveStats] = {}
-
-    @property
-    def managed(self) -> tuple[str, ...]:
-        return tuple(self.services)
 
     # -- discovery -------------------------------------------------------------------------------
 
@@ -98,7 +54,9 @@ class KubernetesBackend:
             except CLIENT_ERRORS as error:
                 raise failure(error) from None
         now = self.clock.now()
-        managed, self.orphans = split_hpas(self.caches.hpas.items(), self.config.selector, ORIGINAL_BOUNDS)
+        managed, orphans = split_selected(self.caches.hpas.items(), self.config.selector, lambda hpa: hpa.meta.labels,
+                                          lambda hpa: ORIGINAL_BOUNDS in hpa.meta.annotations)
+        self.orphans = {service_key(hpa): hpa for hpa in orphans}
         by_deployment = pods_by_deployment(self.caches.pods.items())
         pods = self.caches.pods.items
         services, problems, problem_hpas = {}, {}, {}
@@ -140,23 +98,20 @@ class KubernetesBackend:
 
     # -- observing -------------------------------------------------------------------------------
 
-    def reset(self, rng: Any = None) -> dict[str, ServiceState]:
-        """Live clusters have no episodes: (re)discover the services and observe them."""
-        return self.observe()
+    def sync(self) -> None:
+        self.caches.sync()
 
-    def observe(self) -> dict[str, ServiceState]:
-        """The seam's observe (for `LiveClusterEnv`): rediscover from the caches, then read; any problem raises."""
-        self.discover()
-        states, problems = self.observe_all()
-        if problems:
-            raise next(iter(problems.values()))
-        return states
+    def start(self) -> None:
+        self.caches.start()
+
+    def stop(self) -> None:
+        self.caches.stop()
 
     def observe_all(self) -> tuple[dict[str, ServiceState], dict[str, ServiceProblem]]:
         """Every managed service's state now (from the caches and a handful of queries), and the ones that cannot be known."""
-        queries = [ServiceQuery(key, m.hpa.meta.namespace, m.hpa.meta.name, frozenset(p.meta.name for p in m.pods),
-                                frozenset(p.meta.name for p in m.ready_pods), m.container, m.settings.slo_quantile,
-                                m.settings.slo_latency_s) for key, m in self.services.items()]
+        queries = [ServiceQuery(AppQuery(key, (m.hpa.meta.namespace, m.hpa.meta.name), m.settings.slo_quantile, m.settings.slo_latency_s),
+                                m.hpa.meta.namespace, frozenset(p.meta.name for p in m.pods), frozenset(p.meta.name for p in m.ready_pods),
+                                m.container) for key, m in self.services.items()]
         metrics = read_services(self.prometheus, self.config.prometheus, self.config.namespaces, queries)
         states: dict[str, ServiceState] = {}
         problems = dict(self.problems)
@@ -171,34 +126,21 @@ class KubernetesBackend:
         resources = managed.resources
         ready = len(managed.ready_pods)
         desired = managed.replicas
-        self._record(managed.key, metrics, desired, resources)
+        app = metrics.app
+        self._record(managed.key, app, desired, resources, int(round(metrics.oom_kills)))
         now = self.clock.now()
-        load = metrics.load_rps
-        answered = max(load - metrics.error_rps, 0.0)
-        slow = (metrics.slow_fraction * answered + metrics.error_rps) / load if load > 0 else 0.0
         return ServiceState(
-            name=managed.key, time_s=now, time_of_day_s=now % 86_400, load_rps=load,
+            name=managed.key, time_s=now, time_of_day_s=local_time_of_day(now), load_rps=app.load_rps,
             replicas_desired=desired, replicas_ready=ready, replicas_pending=max(0, len(managed.pods) - ready),
             cpu_request=resources[0], cpu_limit=resources[1], memory_request=resources[2], memory_limit=resources[3],
             cpu_usage=metrics.cpu_cores / ready if ready else 0.0,
             cpu_throttled_fraction=metrics.throttled_fraction, memory_working_set=metrics.memory_working_set,
-            latency_quantile_s=metrics.latency_quantile_s, latency_mean_s=metrics.latency_mean_s,
+            latency_quantile_s=app.latency_quantile_s, latency_mean_s=app.latency_mean_s,
             slo_latency_s=managed.settings.slo_latency_s, slo_quantile=managed.settings.slo_quantile,
-            slo_violation_fraction=min(1.0, slow), drop_fraction=metrics.error_rps / load if load > 0 else 0.0,
+            slo_violation_fraction=app.slo_violation_fraction, drop_fraction=app.drop_fraction,
             oom_kills=int(round(metrics.oom_kills)), cluster_cpu_headroom=metrics.cpu_headroom, cluster_memory_headroom=0.0,
-            bounds=managed.bounds,
+            bounds=managed.bounds, in_place_resize=self.actuator.resize_supported is not False,
         )
-
-    def _record(self, key: str, metrics: ServiceMetrics, replicas: int, resources: tuple[float, float, float, float]) -> None:
-        seconds = self.decision_interval_s
-        self._stats[key] = LiveStats(
-            seconds=seconds, arrivals=metrics.load_rps * seconds, dropped=metrics.error_rps * seconds,
-            cost=self.config.prices.per_second(resources[0] * replicas, resources[2] * replicas) * seconds,
-            oom_kills=int(round(metrics.oom_kills)), slow_fraction=metrics.slow_fraction,
-        )
-
-    def stats(self, name: str) -> LiveStats:
-        return self._stats[name]
 
     def rollout_in_progress(self, key: str) -> bool:
         """Whether the target is still rolling out a template change (as cached)."""
@@ -208,47 +150,53 @@ class KubernetesBackend:
 
     # -- acting ----------------------------------------------------------------------------------
 
-    def apply(self, decisions: Mapping[str, Decision]) -> dict[str, Decision]:
-        applied = {}
-        for key, decision in decisions.items():
-            decision = decision.clipped(self.services[key].bounds)
-            self.apply_one(key, decision)
-            applied[key] = decision
-        return applied
-
     def apply_one(self, key: str, decision: Decision, current: ServiceState | None = None) -> list[str]:
-        """Actuate one (already guarded) decision, writing only what changes; what changed, for events and logs."""
+        """Actuate one (already guarded) decision through the HPA, writing only what changes; what changed.
+
+        Replicas are pinned (`headroom` above them), or with `hpa_floor` the HPA's minimum below the
+        service's upper bound; without replicas the HPA has its original bounds. The CPU target is the
+        decision's, else the original one."""
         managed = self.services[key]
-        changes = []
+        original = managed.ownership.original
+        target = original[2] if decision.hpa_target_utilization is None or managed.hpa.cpu_fixed else decision.hpa_target_utilization
         if decision.replicas is None:
-            if self.restore(key):
-                changes.append("HPA bounds restored")
-            if decision.hpa_target_utilization is not None and self.actuator.set_hpa_target(managed.hpa, decision.hpa_target_utilization):
-                changes.append(f"HPA target {decision.hpa_target_utilization}%")
+            wanted: Setting = (original[0], original[1], target)
+        elif decision.hpa_floor:
+            wanted = (decision.replicas, max(decision.replicas, managed.bounds.max_replicas), target)
         else:
-            ceiling = max(decision.replicas, min(decision.replicas + self.config.headroom, managed.bounds.max_replicas))
-            if self._pin(managed, (decision.replicas, ceiling)):
-                changes.append(f"HPA bounds [{decision.replicas}, {ceiling}]")
+            wanted = (decision.replicas, max(decision.replicas, min(decision.replicas + self.config.headroom, managed.bounds.max_replicas)),
+                      target)
+        changes = []
+        if wanted == original:
+            if self.restore(key):
+                changes.append("HPA restored")
+        elif self._pin(managed, wanted):
+            changes.append(describe_setting(wanted))
         if current is not None and not same_resources(decision, current):
             how = self.actuator.set_resources(managed.container, list(managed.pods), managed.deployment, resources_of(decision))
             changes.append(f"resources cpu {decision.cpu_request:.3g}/{decision.cpu_limit:.3g} cores, memory "
                            f"{decision.memory_request / 2**20:.0f}/{decision.memory_limit / 2**20:.0f} MiB ({how})")
         return changes
 
-    def _pin(self, managed: Managed, bounds: tuple[int, int]) -> bool:
-        body = pin_patch(managed.current, managed.saved, managed.ownership.original, bounds, managed.hpa.meta.resource_version)
-        return body is not None and self._write_bounds(managed.key, managed.hpa, body, bounds, pinned=True)
+    def _pin(self, managed: Managed, wanted: Setting) -> bool:
+        hpa = managed.hpa
+        body = pin_patch(managed.current, managed.saved, managed.ownership.original, wanted, hpa.meta.resource_version,
+                         json.loads(hpa.metrics))
+        return body is not None and self._write(managed.key, hpa, body, wanted, pinned=True)
 
     def restore(self, key: str) -> bool:
-        """Give a service's HPA its original bounds back (and drop the annotation); True if that took a write."""
+        """Give a service's HPA its original setting back (and drop the annotation); True if that took a write."""
         managed = self.services.get(key)
         hpa = managed.hpa if managed else self.problem_hpas.get(key)
         return hpa is not None and self.restore_hpa(hpa)
 
+    def restore_orphan(self, key: str) -> bool:
+        return self.restore_hpa(self.orphans[key])
+
     def restore_hpa(self, hpa: HpaView, *, again: bool = True) -> bool:
         """Restore one HPA (managed, failing, or no longer selected) by the ownership rules; True if that took a write.
         After a conflict the rules are applied once more to the HPA as it is now (restoring is always safe to
-        retry: a person's edit is kept by the rules). An HPA whose saved bounds do not parse is left as it is:
+        retry: a person's edit is kept by the rules). An HPA whose saved setting does not parse is left as it is:
         there is nothing trustworthy to restore."""
         try:
             return self._restore_hpa(hpa)
@@ -260,27 +208,19 @@ class KubernetesBackend:
     def _restore_hpa(self, hpa: HpaView) -> bool:
         key = service_key(hpa)
         try:
-            saved = original_bounds(hpa.meta.annotations)
+            saved = original_setting(hpa.meta.annotations, hpa.cpu_target)
         except InvalidAnnotation:
             return False
-        current = (hpa.min_replicas, hpa.max_replicas)
-        ownership = own(hpa.meta.uid, current, saved, self.memory.get(key), self.clock.now(), self.config.human_edit_cooldown_s)
+        ownership = own(hpa.meta.uid, hpa.setting, saved, self.memory.get(key), self.clock.now(), self.config.human_edit_cooldown_s)
         self.memory[key] = ownership.memory
-        body = restore_patch(current, saved is not None, ownership.original, hpa.meta.resource_version)
-        return body is not None and self._write_bounds(key, hpa, body, ownership.original, pinned=False)
+        body = restore_patch(hpa.setting, saved is not None, ownership.original, hpa.meta.resource_version, json.loads(hpa.metrics))
+        return body is not None and self._write(key, hpa, body, ownership.original, pinned=False)
 
-    def _write_bounds(self, key: str, hpa: HpaView, body: dict[str, Any], bounds: tuple[int, int], *, pinned: bool) -> bool:
-        memory = self.memory.get(key)
-        if memory is not None:
-            self.memory[key] = dataclasses.replace(memory, attempted=bounds)
-        self.actuator.patch_hpa(hpa, body)
-        if memory is not None:
-            self.memory[key] = dataclasses.replace(self.memory[key], applied=bounds if pinned else None)
+    def _write(self, key: str, hpa: HpaView, body: dict[str, Any], setting: Setting, *, pinned: bool) -> bool:
+        remembered_write(self.memory, key, setting, pinned, lambda: self.actuator.patch_hpa(hpa, body))
         return True
 
     def restore_all(self) -> list[str]:
-        """Restore every HPA that carries rlscale's saved bounds, selected or not, and every one rlscale pinned
-        whatever its annotations now (shutdown); the keys that failed."""
         failed = []
         for hpa in self.caches.hpas.items():
             memory = self.memory.get(service_key(hpa))
@@ -292,9 +232,3 @@ class KubernetesBackend:
             except (ApiFailure, NotLeading):
                 failed.append(service_key(hpa))
         return failed
-
-    def advance(self) -> None:
-        self.clock.sleep(self.config.interval_s)
-
-    def done(self) -> bool:
-        return False

@@ -10,15 +10,18 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Mapping, TypeVar
 
 from rlscale import labels
-from rlscale.controller.annotations import InvalidAnnotation, ServiceSettings, original_bounds, service_settings
+from rlscale.controller.annotations import InvalidAnnotation, ServiceSettings, original_setting, service_settings
 from rlscale.controller.config import ControllerConfig
-from rlscale.controller.ownership import Memory, Ownership, own
+from rlscale.controller.ownership import Memory, Ownership, Setting, own
 from rlscale.controller.problems import ServiceProblem
 from rlscale.controller.views import DeploymentView, HpaView, Key, PodView, Resources, owned_by
 from rlscale.env.state import Bounds
+
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -34,8 +37,8 @@ class Managed:
     key: str  # "namespace/name" of the HPA
     hpa: HpaView
     settings: ServiceSettings
-    ownership: Ownership
-    saved: tuple[int, int] | None  # the original-bounds annotation as it is now
+    ownership: Ownership[Setting]
+    saved: Setting | None  # the original-bounds annotation as it is now
     deployment: DeploymentView | None  # None for other kinds of target
     pods: tuple[PodView, ...]
     container: str
@@ -44,8 +47,13 @@ class Managed:
     bounds: Bounds
 
     @property
-    def current(self) -> tuple[int, int]:
-        return self.hpa.min_replicas, self.hpa.max_replicas
+    def current(self) -> Setting:
+        return self.hpa.setting
+
+    @property
+    def owned(self) -> str:
+        """What rlscale changes of the service, as it is now (for people)."""
+        return describe_setting(self.current)
 
     @property
     def ready_pods(self) -> tuple[PodView, ...]:
@@ -56,15 +64,21 @@ def service_key(hpa: HpaView) -> str:
     return f"{hpa.meta.namespace}/{hpa.meta.name}"
 
 
-def split_hpas(hpas: Iterable[HpaView], selector: str, annotation: str) -> tuple[list[HpaView], list[HpaView]]:
-    """(managed: matching the selector, orphans: not matching it but still carrying rlscale's original bounds)."""
+def describe_setting(setting: Setting) -> str:
+    target = f" at {setting[2]}% CPU" if setting[2] is not None else ""
+    return f"HPA bounds [{setting[0]}, {setting[1]}]{target}"
+
+
+def split_selected(items: Iterable[T], selector: str, labels_of: Callable[[T], Mapping[str, str]],
+                   saved: Callable[[T], bool]) -> tuple[list[T], list[T]]:
+    """(managed: matching the selector, orphans: not matching it but still carrying rlscale's saved original)."""
     matches = labels.selector(selector)
     managed, orphans = [], []
-    for hpa in hpas:
-        if matches(hpa.meta.labels):
-            managed.append(hpa)
-        elif annotation in hpa.meta.annotations:
-            orphans.append(hpa)
+    for item in items:
+        if matches(labels_of(item)):
+            managed.append(item)
+        elif saved(item):
+            orphans.append(item)
     return managed, orphans
 
 
@@ -86,10 +100,10 @@ def resolve(hpa: HpaView, config: ControllerConfig, deployments: Callable[[Key],
     try:
         settings = service_settings(hpa.meta.annotations, config.services.get(key) or config.services.get(hpa.meta.name),
                                     config.default_slo_latency_s, config.default_slo_quantile)
-        saved = original_bounds(hpa.meta.annotations)
+        saved = original_setting(hpa.meta.annotations, hpa.cpu_target)
     except InvalidAnnotation as invalid:
         raise ServiceProblem("InvalidAnnotation", f"{key}: {invalid}") from None
-    ownership = own(hpa.meta.uid, (hpa.min_replicas, hpa.max_replicas), saved, memory, now, config.human_edit_cooldown_s)
+    ownership = own(hpa.meta.uid, hpa.setting, saved, memory, now, config.human_edit_cooldown_s)
     deployment: DeploymentView | None = None
     if hpa.target_kind == "Deployment" and hpa.target_api_version.startswith("apps/"):
         deployment = deployments((namespace, hpa.target_name))
@@ -111,14 +125,16 @@ def resolve(hpa: HpaView, config: ControllerConfig, deployments: Callable[[Key],
     resources = _running_resources(pods, container) or next(c.resources for c in containers if c.name == container)
     if resources is None:
         raise ServiceProblem("TargetInvalid", f"{key}: the resources of container {container!r} are not valid quantities")
+    original = ownership.original
     return Managed(key, hpa, settings, ownership, saved, deployment, pods, container, resources, replicas,
-                   _bounds(settings, ownership.original, resources, can_resize=deployment is not None))
+                   service_bounds(settings, (original[0], original[1]), resources, can_resize=deployment is not None))
 
 
-def _bounds(settings: ServiceSettings, original: tuple[int, int], resources: Resources, can_resize: bool) -> Bounds:
-    """What rlscale may choose: its annotations, within reason; by default the HPA's original bounds and the current limits."""
-    low = settings.min_replicas or original[0]
-    high = settings.max_replicas or original[1]
+def service_bounds(settings: ServiceSettings, replicas: tuple[int, int], resources: Resources, can_resize: bool) -> Bounds:
+    """What rlscale may choose: its annotations (or labels), within reason; by default `replicas` (the HPA's original
+    bounds) and the current limits."""
+    low = settings.min_replicas or replicas[0]
+    high = settings.max_replicas or replicas[1]
     cpu = settings.cpu_limit_range if can_resize and settings.cpu_limit_range else (resources[1], resources[1])
     memory = settings.memory_limit_range if can_resize and settings.memory_limit_range else (resources[3], resources[3])
     return Bounds(min(low, high), high, cpu[0], cpu[1], memory[0], memory[1])

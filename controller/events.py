@@ -1,4 +1,5 @@
-"""Kubernetes Events on the managed HPAs, sent from a thread of their own (client-go's recorder).
+"""What happened to a managed service, as a Kubernetes Event on its HPA (sent from a thread of its own, as
+client-go's recorder does) or, on platforms without Events (Docker Swarm), as a JSON log line.
 
 Recording never blocks the loop: events wait in a bounded queue and are dropped (and
 counted) when it is full; the same event for the same HPA is sent at most once per
@@ -6,18 +7,45 @@ counted) when it is full; the same event for the same HPA is sent at most once p
 after a `burst` (so that 5,000 services pinned at once do not put 5,000 Events on the API
 server while the loop writes). Events are writes, so they too pass the
 fencing check. An event is never worth failing for: errors are counted, not raised.
+Services are named by their key (`namespace/name` on Kubernetes).
 """
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 from rlscale.controller.api_errors import CLIENT_ERRORS, classify
 from rlscale.controller.clock import Clock
 from rlscale.controller.rest import Rest
+
+
+class Events(Protocol):
+    def record(self, key: str, reason: str, message: str, kind: str = "Normal") -> None: ...
+
+    def flush(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class LogEvents:
+    """Events as log lines (Swarm has no user-writable events): `{"message": "event", "service": ..., "reason": ...}`."""
+
+    def __init__(self, log: logging.Logger) -> None:
+        self.log = log
+
+    def record(self, key: str, reason: str, message: str, kind: str = "Normal") -> None:
+        level = logging.WARNING if kind == "Warning" else logging.INFO
+        self.log.log(level, "event", extra={"service": key, "reason": reason, "detail": message, "type": kind})
+
+    def flush(self) -> None:
+        return
+
+    def close(self) -> None:
+        return
 
 
 class EventRecorder:
@@ -33,12 +61,13 @@ class EventRecorder:
         self._thread = threading.Thread(target=self._run, name="rlscale-events", daemon=True)
         self._thread.start()
 
-    def record(self, namespace: str, hpa: str, reason: str, message: str, kind: str = "Normal") -> None:
-        key = (namespace, hpa, reason, message)
+    def record(self, key: str, reason: str, message: str, kind: str = "Normal") -> None:
+        namespace, hpa = key.split("/", 1)
+        sent = (namespace, hpa, reason, message)
         now = self.clock.now()
-        if now - self._sent.get(key, -float("inf")) < self.repeat_after_s:
+        if now - self._sent.get(sent, -float("inf")) < self.repeat_after_s:
             return
-        self._sent[key] = now
+        self._sent[sent] = now
         if len(self._sent) > 10_000:  # forget what may be sent again anyway, so a long run stays small
             self._sent = {k: t for k, t in self._sent.items() if now - t < self.repeat_after_s}
         body = {

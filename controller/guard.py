@@ -8,6 +8,7 @@ controller then fails static.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from enum import StrEnum
@@ -107,7 +108,9 @@ def guard(decision: Decision, state: ServiceState, history: History, settings: G
         elif recent:
             resources = current_resources
             clamps.append(Clamp.RESOURCE_RATE_LIMIT)
-    guarded = Decision(replicas, *resources, decision.hpa_target_utilization, decision.hpa_scale_down_window_s)
+    cpu_request, cpu_limit, memory_request, memory_limit = resources
+    guarded = dataclasses.replace(decision, replicas=replicas, cpu_request=cpu_request, cpu_limit=cpu_limit,
+                                  memory_request=memory_request, memory_limit=memory_limit)  # the HPA fields (a floor) kept
     clipped = guarded.clipped(state.bounds)
     if clipped.cpu_limit != guarded.cpu_limit:
         clamps.append(Clamp.CPU_LIMIT_BOUNDS)

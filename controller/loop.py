@@ -1,13 +1,13 @@
-"""The control loop: observe -> policy -> guard -> actuate, once per decision interval.
+"""The control loop: observe -> policy -> guard -> actuate, once per decision interval, on any live backend.
 
 Each step is a set of small, idempotent per-service reconciles. Whatever goes wrong for a
-service (a bad annotation, a missing target, metrics missing, stale or invalid, the API
-failing repeatedly, a non-finite observation, the policy answering nonsense) or whatever a
-person asks (`rlscale.io/paused`, bounds edited by hand) makes it *fail static*: its HPA gets
-its original bounds back, the reason is recorded in the metrics, the log and an Event, and
-the loop goes on with the others. Writes run in a bounded pool, each behind the fencing
-check; the loop stops acting the moment the Lease is lost. On shutdown every HPA carrying
-rlscale's saved bounds is restored.
+service (a bad annotation or label, a missing target, metrics missing, stale or invalid, the
+API failing repeatedly, a non-finite observation, the policy answering nonsense, an OOM kill
+on Swarm) or whatever a person asks (`rlscale.io/paused`, a setting edited by hand) makes it
+*fail static*: it gets its original settings back (on Kubernetes its HPA is in charge again),
+the reason is recorded in the metrics, the log and an event, and the loop goes on with the
+others. Writes run in a bounded pool, each behind the fencing check; the loop stops acting the
+moment the Lease is lost. On shutdown every service carrying rlscale's saved original is restored.
 """
 
 from __future__ import annotations
@@ -21,12 +21,12 @@ from typing import Any, Callable
 from rlscale.agent.policy import EpisodeContext, Policy
 from rlscale.controller.actuator import NotLeading
 from rlscale.controller.api_errors import CLIENT_ERRORS, ApiFailure
-from rlscale.controller.backend import KubernetesBackend
 from rlscale.controller.clock import Clock
 from rlscale.controller.config import ControllerConfig
-from rlscale.controller.events import EventRecorder
+from rlscale.controller.events import Events
 from rlscale.controller.guard import Guarded, History, InvalidDecision, check, guard, remember, same_resources
 from rlscale.controller.leader import LeaseElector
+from rlscale.controller.live import LiveBackend
 from rlscale.controller.policy_check import refuse_non_finite
 from rlscale.controller.problems import POLICY_REASONS, reason_code
 from rlscale.controller.telemetry import Telemetry
@@ -34,13 +34,13 @@ from rlscale.env.state import ServiceState
 
 
 class Controller:
-    def __init__(self, config: ControllerConfig, backend: KubernetesBackend, policy: Policy, telemetry: Telemetry, clock: Clock,
-                 log: logging.Logger, events: EventRecorder, elector: LeaseElector | None = None) -> None:
+    def __init__(self, config: ControllerConfig, backend: LiveBackend, policy: Policy, telemetry: Telemetry, clock: Clock,
+                 log: logging.Logger, events: Events, elector: LeaseElector | None = None) -> None:
         self.config, self.backend, self.policy = config, backend, policy
         self.telemetry, self.clock, self.log, self.events, self.elector = telemetry, clock, log, events, elector
         self.history: dict[str, History] = {}
         self.api_failures: dict[str, int] = {}
-        self.failing: dict[str, str] = {}  # service -> why it is handed back to its HPA
+        self.failing: dict[str, str] = {}  # service -> why it is handed back (to its HPA, or its original spec)
         self.stop = threading.Event()
         self.phases: dict[str, float] = {}  # seconds each part of the last step took
         self._policy_services: tuple[str, ...] | None = None
@@ -56,7 +56,7 @@ class Controller:
         try:
             keys = self.backend.discover()
         except ApiFailure as failure:
-            self.log.error("cannot list the managed HPAs", extra={"error": str(failure)})
+            self.log.error("cannot list the managed services", extra={"error": str(failure)})
             for key in list(self.backend.services):  # the ones known from before count the failure too
                 self._api_failure(key, failure)
             return
@@ -85,7 +85,7 @@ class Controller:
             action = self._reconcile_action(key, state, decisions.get(key))
             if action is not None:
                 actions.append(action)
-        actions += [self._orphan_action(hpa) for hpa in self.backend.orphans]
+        actions += [self._orphan_action(key) for key in self.backend.orphans]
         self._run(actions)
         self.phases["guard_and_actuate"] = time.perf_counter() - mark
         for phase, seconds in self.phases.items():
@@ -97,8 +97,8 @@ class Controller:
             self.failing.get(k) in POLICY_REASONS for k in keys)
 
     def _forget_gone(self) -> None:
-        """Drop what is remembered of HPAs that no longer exist, so that a long run stays small and readiness honest."""
-        known = set(self.backend.services) | set(self.backend.problems) | {f"{h.meta.namespace}/{h.meta.name}" for h in self.backend.orphans}
+        """Drop what is remembered of services that no longer exist, so that a long run stays small and readiness honest."""
+        known = set(self.backend.services) | set(self.backend.problems) | set(self.backend.orphans)
         for key in [k for k in self.failing if k not in known]:
             self.failing.pop(key)
             self.telemetry.forget(key)
@@ -107,14 +107,14 @@ class Controller:
                 remembered.pop(key)
 
     def _left_alone(self) -> dict[str, tuple[str, str]]:
-        """Services people asked rlscale to keep away from: paused, or bounds edited by someone else (a cooldown)."""
+        """Services people asked rlscale to keep away from: paused, or edited by someone else (a cooldown)."""
         now, out = self.clock.now(), {}
         for key, managed in self.backend.services.items():
             if managed.settings.paused:
                 out[key] = ("Paused", f"{key}: rlscale.io/paused is true")
             elif managed.ownership.left_alone(now):
-                out[key] = ("HumanEdit", f"{key}: bounds {list(managed.current)} were set by someone else: they are the new "
-                                         f"original, and rlscale leaves the HPA alone until the cooldown ends")
+                out[key] = ("HumanEdit", f"{key}: {managed.owned} was set by someone else: it is the new original, "
+                                         f"and rlscale leaves the service alone until the cooldown ends")
         return out
 
     def _decide(self, states: dict[str, ServiceState]) -> dict[str, Any]:
@@ -171,21 +171,19 @@ class Controller:
             if changes:
                 message = "; ".join(changes) + (f" (guard: {', '.join(guarded.clamps)})" if guarded.clamps else "")
                 self.log.info("applied", extra={"service": key, "changes": changes, "clamps": list(guarded.clamps)})
-                namespace, name = key.split("/", 1)
-                self.events.record(namespace, name, "RlscaleScaled", message)
+                self.events.record(key, "RlscaleScaled", message)
 
         return record
 
-    def _orphan_action(self, hpa: Any) -> Callable[[], Any]:
+    def _orphan_action(self, key: str) -> Callable[[], Any]:
         def restore() -> Callable[[], None]:
-            key = f"{hpa.meta.namespace}/{hpa.meta.name}"
             try:
-                if self.config.mode == "act" and self.backend.restore_hpa(hpa):
-                    self.log.info("no longer managed: original HPA bounds restored", extra={"service": key})
-                    self.events.record(hpa.meta.namespace, hpa.meta.name, "RlscaleReleased", "no longer selected: original bounds restored")
+                if self.config.mode == "act" and self.backend.restore_orphan(key):
+                    self.log.info("no longer managed: original settings restored", extra={"service": key})
+                    self.events.record(key, "RlscaleReleased", "no longer selected: original settings restored")
             except ApiFailure as failure:
                 error = str(failure)
-                return lambda: self.log.warning("cannot restore an HPA no longer managed", extra={"service": key, "error": error})
+                return lambda: self.log.warning("cannot restore a service no longer managed", extra={"service": key, "error": error})
             return lambda: None
 
         return restore
@@ -241,9 +239,9 @@ class Controller:
         self.failing[key] = reason_code(reason)
         self.telemetry.set_fail_static(key, reason)
         if first:
-            self.log.warning("fail static: the HPA is in charge", extra={"service": key, "reason": reason, "detail": detail})
-            namespace, name = key.split("/", 1)
-            self.events.record(namespace, name, "RlscaleFailStatic", f"{reason}: the HPA is in charge ({detail})", "Warning")
+            fallback = self.backend.fallback
+            self.log.warning(f"fail static: {fallback}", extra={"service": key, "reason": reason, "detail": detail})
+            self.events.record(key, "RlscaleFailStatic", f"{reason}: {fallback} ({detail})", "Warning")
 
     def _restore_action(self, key: str, reason: str, detail: str) -> Callable[[], Any]:
         def restore() -> Callable[[], None]:
@@ -251,7 +249,7 @@ class Controller:
                 self.backend.restore(key)
             except ApiFailure as failure:
                 error = str(failure)
-                return lambda: self.log.error("cannot restore the HPA's bounds", extra={"service": key, "error": error})
+                return lambda: self.log.error("cannot restore the original settings", extra={"service": key, "error": error})
             return lambda: None
 
         return restore
@@ -297,22 +295,22 @@ class Controller:
         failures = 0
         while not self.stop.is_set():
             try:
-                self.backend.caches.sync()
+                self.backend.sync()
                 break
             except CLIENT_ERRORS as error:
                 failures += 1
                 self.log.warning("cannot list the managed objects yet", extra={"error": type(error).__name__, "in_a_row": failures})
                 self.stop.wait(min(30.0, 0.5 * 2**failures))
-        self.backend.caches.start()
+        self.backend.start()
 
     def shutdown(self) -> None:
-        """Give every HPA rlscale pinned its bounds back (when acting and leading) and the Lease up."""
+        """Give every service rlscale changed its original settings back (when acting and leading) and the Lease up."""
         if self.config.mode == "act" and self.leading():
             failed = self.backend.restore_all()
             if failed:
                 self.log.error("cannot restore on shutdown", extra={"services": failed})
-            self.log.info("shut down: original HPA bounds restored")
-        self.backend.caches.stop()
+            self.log.info("shut down: original settings restored")
+        self.backend.stop()
         self.events.flush()
         self.events.close()
         self._pool.shutdown(wait=True)

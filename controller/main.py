@@ -1,7 +1,12 @@
-"""Putting the controller together: clients, caches, backend, policy, guard, elector, events, telemetry."""
+"""Putting the controller together: clients, caches, backend, policy, guard, elector, events, telemetry.
+
+`build` makes the Kubernetes controller; `swarm_main.build_swarm` the Swarm one from the same parts
+(`prometheus_for`, `assemble`): one loop, one guard, one policy check, one set of metrics.
+"""
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from pathlib import Path
@@ -16,8 +21,9 @@ from rlscale.controller.backend import KubernetesBackend
 from rlscale.controller.caches import Caches
 from rlscale.controller.clock import Clock, RealClock
 from rlscale.controller.config import ControllerConfig
-from rlscale.controller.events import EventRecorder
+from rlscale.controller.events import EventRecorder, Events
 from rlscale.controller.leader import LeaseElector
+from rlscale.controller.live import LiveBackend
 from rlscale.controller.loop import Controller
 from rlscale.controller.policy_check import verify_policy
 from rlscale.controller.prometheus import Prometheus
@@ -56,7 +62,7 @@ def api_client(kubeconfig: Path | None) -> kubernetes.client.ApiClient:
 
 def build(config: ControllerConfig, client: kubernetes.client.ApiClient, *, identity: str | None = None,
           clock: Clock | None = None, policy: Policy | None = None) -> Controller:
-    """The controller, ready to `run()` (or `step()`); a policy loaded by name is verified first (one-line errors)."""
+    """The Kubernetes controller, ready to `run()` (or `step()`); a policy loaded by name is verified first."""
     clock = clock or RealClock()
     leader = config.leader_election
     telemetry = Telemetry(liveness_s=3 * config.interval_s + leader.lease_duration_s)
@@ -75,13 +81,23 @@ def build(config: ControllerConfig, client: kubernetes.client.ApiClient, *, iden
                         on_error=lambda kind: count(kind).inc())
     events = EventRecorder(rest, clock, fence=fence, timeout_s=write_timeout, on_error=lambda kind: count(kind).inc(),
                            on_drop=telemetry.events_dropped.inc)
+    backend = KubernetesBackend(config, rest, caches, prometheus_for(config, telemetry, log), actuator, clock)
+    return assemble(config, backend, policy, telemetry, clock, log, events, elector)
+
+
+def prometheus_for(config: ControllerConfig, telemetry: Telemetry, log: logging.Logger) -> Prometheus:
+    """The Prometheus client, its warnings logged and counted."""
 
     def warned(query: str, warning: str) -> None:
         telemetry.prometheus_warnings.inc()
         log.warning("Prometheus warned", extra={"warning": warning, "query": query[:200]})
 
-    prometheus = Prometheus(config.prometheus, on_warning=warned)
-    backend = KubernetesBackend(config, rest, caches, prometheus, actuator, clock)
+    return Prometheus(config.prometheus, on_warning=warned)
+
+
+def assemble(config: ControllerConfig, backend: LiveBackend, policy: Policy | None, telemetry: Telemetry, clock: Clock,
+             log: logging.Logger, events: Events, elector: LeaseElector | None) -> Controller:
+    """The controller over `backend`; a policy loaded by name (`policy` None) is verified first (one-line errors)."""
     sha256 = ""
     if policy is None:
         policy, path = live_policy(config.policy)

@@ -28,12 +28,31 @@ INDEX = {name: i for i, name in enumerate(POD_QUERIES)}
 
 
 @dataclass(frozen=True)
-class ServiceMetrics:
+class AppMetrics:
+    """A service's own figures over the window: what its inference server exports (the profile's queries)."""
+
     load_rps: float
     error_rps: float
     latency_quantile_s: float
     latency_mean_s: float
     slow_fraction: float  # share of answered requests slower than the SLO target
+
+    @property
+    def slo_violation_fraction(self) -> float:
+        """Requests slower than the SLO target, failed ones counted as slow (the `ServiceState` field)."""
+        if self.load_rps <= 0:
+            return 0.0
+        answered = max(self.load_rps - self.error_rps, 0.0)
+        return min(1.0, (self.slow_fraction * answered + self.error_rps) / self.load_rps)
+
+    @property
+    def drop_fraction(self) -> float:
+        return self.error_rps / self.load_rps if self.load_rps > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class ServiceMetrics:
+    app: AppMetrics
     cpu_cores: float  # all containers of the service together
     throttled_fraction: float
     memory_working_set: float  # per container
@@ -42,17 +61,28 @@ class ServiceMetrics:
 
 
 @dataclass(frozen=True)
-class ServiceQuery:
-    """What identifies one service's series: its namespace, name (the app label's value), pods and container."""
+class AppQuery:
+    """What identifies one service's own series: the values of the grouping labels (`group` of `read_apps`)."""
 
     key: str
+    series: tuple[str, ...]
+    slo_quantile: float
+    slo_latency_s: float
+
+
+@dataclass(frozen=True)
+class ServiceQuery:
+    """A Kubernetes service: its series (namespace and the app label's value), pods and container."""
+
+    app: AppQuery
     namespace: str
-    name: str
     pods: frozenset[str]  # the Deployment's own pods
     ready_pods: frozenset[str]
     container: str
-    slo_quantile: float
-    slo_latency_s: float
+
+    @property
+    def key(self) -> str:
+        return self.app.key
 
 
 def namespace_pattern(namespaces: tuple[str, ...]) -> str:
@@ -60,76 +90,101 @@ def namespace_pattern(namespaces: tuple[str, ...]) -> str:
     return ".+" if ALL_NAMESPACES in namespaces else "|".join(re.escape(n) for n in namespaces)
 
 
+def _fill(settings: PrometheusSettings, namespaces: tuple[str, ...], group: tuple[str, ...]) -> dict[str, str]:
+    pattern = namespace_pattern(namespaces)
+    return {"app": settings.app_selector.format(namespaces=pattern), "pods": settings.pod_selector.format(namespaces=pattern),
+            "window": f"{settings.window_s}s", "by": f"by ({', '.join(group)})"}
+
+
 def read_services(prometheus: Prometheus, settings: PrometheusSettings, namespaces: tuple[str, ...],
                   services: list[ServiceQuery]) -> dict[str, ServiceMetrics | ServiceProblem]:
-    """Every service's metrics over the last window, by service key, or the problem that keeps it unknown."""
+    """Every Kubernetes service's metrics over the last window (its own and its containers'), by service key, or the
+    problem that keeps it unknown."""
     if not services:
         return {}
-    profile = profiles.PROFILES[settings.profile]
-    label = settings.app_label
-    pattern = namespace_pattern(namespaces)
-    fill = {"app": settings.app_selector.format(namespaces=pattern), "pods": settings.pod_selector.format(namespaces=pattern),
-            "window": f"{settings.window_s}s", "by": f"by (namespace, {label})"}
+    fill = _fill(settings, namespaces, ("namespace", settings.app_label))
     try:
         by_pod: dict[tuple[str, str, str], list[float | None]] = {}
         for i, template in enumerate(POD_QUERIES.values()):
             for labels, value in prometheus.query(template.format(**fill)):
                 key = (intern(labels.get("namespace", "")), intern(labels.get("pod", "")), intern(labels.get("container", "")))
                 by_pod.setdefault(key, [None] * len(POD_QUERIES))[i] = value
-        by_app = {"requests": _by_app(prometheus.query(profile.requests.format(**fill)), label)}
-        by_app["errors"] = _by_app(prometheus.query(profile.errors.format(**fill)), label) if profile.errors else {}
-        histogram = None
-        if profile.latency_histogram is not None:
-            histogram = _histogram(prometheus, profile.latency_histogram, fill, label, services)
-        else:
-            by_app["mean"] = _by_app(prometheus.query(profile.latency_mean.format(**fill)), label)
         free = prometheus.query(profiles.NODE_CPU_FREE)
         headroom = free[0][1] if free and math.isfinite(free[0][1]) else 0.0
     except ServiceProblem as problem:
         return {s.key: problem for s in services}
+    apps = read_apps(prometheus, settings, namespaces, [s.app for s in services], ("namespace", settings.app_label))
     out: dict[str, ServiceMetrics | ServiceProblem] = {}
     for service in services:
         try:
-            out[service.key] = _service(service, by_pod, by_app, histogram, headroom, settings.staleness_s)
+            out[service.key] = _containers(service, apps[service.key], by_pod, headroom, settings.staleness_s)
         except ServiceProblem as problem:
             out[service.key] = problem
     return out
 
 
-def _by_app(series: Series, label: str) -> dict[tuple[str, str], float]:
-    return {(labels.get("namespace", ""), labels.get(label, "")): value for labels, value in series}
+def read_apps(prometheus: Prometheus, settings: PrometheusSettings, namespaces: tuple[str, ...], services: list[AppQuery],
+              group: tuple[str, ...]) -> dict[str, AppMetrics | ServiceProblem]:
+    """Every service's own request rate and latency over the last window, in a few queries grouped `by (group)`
+    (each service's series are those whose `group` labels have its `series` values), or the problem that keeps
+    it unknown."""
+    if not services:
+        return {}
+    profile = profiles.PROFILES[settings.profile]
+    fill = _fill(settings, namespaces, group)
+    try:
+        by_app = {"requests": _by_app(prometheus.query(profile.requests.format(**fill)), group)}
+        by_app["errors"] = _by_app(prometheus.query(profile.errors.format(**fill)), group) if profile.errors else {}
+        histogram = None
+        if profile.latency_histogram is not None:
+            histogram = _histogram(prometheus, profile.latency_histogram, fill, group, services)
+        else:
+            by_app["mean"] = _by_app(prometheus.query(profile.latency_mean.format(**fill)), group)
+    except ServiceProblem as problem:
+        return {s.key: problem for s in services}
+    out: dict[str, AppMetrics | ServiceProblem] = {}
+    for service in services:
+        try:
+            out[service.key] = _app(service, by_app, histogram)
+        except ServiceProblem as problem:
+            out[service.key] = problem
+    return out
+
+
+def _by_app(series: Series, group: tuple[str, ...]) -> dict[tuple[str, ...], float]:
+    return {tuple(labels.get(g, "") for g in group): value for labels, value in series}
 
 
 @dataclass(frozen=True)
 class Histogram:
-    """A latency histogram read for all services at once, keyed (namespace, service)."""
+    """A latency histogram read for all services at once, keyed by the services' series."""
 
-    quantiles: dict[float, dict[tuple[str, str], float]]  # histogram_quantile per SLO quantile in use
-    means: dict[tuple[str, str], float]  # rate(_sum) / rate(_count)
-    buckets: dict[tuple[str, str], list[tuple[float, float]]]  # only the bounds around each SLO target, and +Inf
+    quantiles: dict[float, dict[tuple[str, ...], float]]  # histogram_quantile per SLO quantile in use
+    means: dict[tuple[str, ...], float]  # rate(_sum) / rate(_count)
+    buckets: dict[tuple[str, ...], list[tuple[float, float]]]  # only the bounds around each SLO target, and +Inf
 
 
-def _histogram(prometheus: Prometheus, name: str, fill: dict[str, str], label: str, services: list[ServiceQuery]) -> Histogram:
+def _histogram(prometheus: Prometheus, name: str, fill: dict[str, str], group: tuple[str, ...], services: list[AppQuery]) -> Histogram:
     """Quantiles computed by Prometheus, exact means, and of the buckets only those each SLO target falls between:
     a few thousand series for 5,000 services instead of every bucket of every service."""
-    app, window, by = fill["app"], fill["window"], f"namespace, {label}"
+    app, window, by = fill["app"], fill["window"], ", ".join(group)
     bounds = [labels["le"] for labels, _ in prometheus.query(f"count by (le) ({name}_bucket{{{app}}})") if "le" in labels]
     needed = bracketing(bounds, {s.slo_latency_s for s in services})
     rate = f"rate({name}_bucket{{{app}}}[{window}])"
-    quantiles = {q: _by_app(prometheus.query(f"histogram_quantile({q:g}, sum by ({by}, le) ({rate}))"), label)
+    quantiles = {q: _by_app(prometheus.query(f"histogram_quantile({q:g}, sum by ({by}, le) ({rate}))"), group)
                  for q in sorted({s.slo_quantile for s in services})}
     means = _by_app(prometheus.query(f"sum by ({by}) (rate({name}_sum{{{app}}}[{window}])) / "
-                                     f"sum by ({by}) (rate({name}_count{{{app}}}[{window}]))"), label)
-    buckets: dict[tuple[str, str], list[tuple[float, float]]] = {}
+                                     f"sum by ({by}) (rate({name}_count{{{app}}}[{window}]))"), group)
+    buckets: dict[tuple[str, ...], list[tuple[float, float]]] = {}
     if needed:
         selector = "|".join(re.escape(le) for le in needed).replace("\\", "\\\\")
         for labels, value in prometheus.query(f'sum by ({by}, le) (rate({name}_bucket{{{app},le=~"{selector}"}}[{window}]))'):
-            buckets.setdefault((labels.get("namespace", ""), labels.get(label, "")), []).append((float(labels["le"]), value))
+            buckets.setdefault(tuple(labels.get(g, "") for g in group), []).append((float(labels["le"]), value))
     return Histogram(quantiles, means, buckets)
 
 
-def _service(service: ServiceQuery, by_pod: dict[tuple[str, str, str], list[float | None]], by_app: dict[str, dict[tuple[str, str], float]],
-             histogram: Histogram | None, headroom: float, staleness_s: float) -> ServiceMetrics:
+def _containers(service: ServiceQuery, app: AppMetrics | ServiceProblem, by_pod: dict[tuple[str, str, str], list[float | None]],
+                headroom: float, staleness_s: float) -> ServiceMetrics:
     namespace, container = service.namespace, service.container
     rows = [by_pod.get((namespace, pod, container)) for pod in service.pods]
 
@@ -152,7 +207,17 @@ def _service(service: ServiceQuery, by_pod: dict[tuple[str, str, str], list[floa
     cpu, memory, periods, throttled = mine("cpu"), mine("memory"), mine("periods"), mine("throttled")
     if any(not math.isfinite(v) for v in (*cpu, *memory, *periods, *throttled, *ages)):
         raise ServiceProblem("MetricsInvalid", f"a container series of {service.key} is not a number")
-    key = (namespace, service.name)
+    if isinstance(app, ServiceProblem):  # after the containers' checks: stale samples also make the request rate vanish
+        raise app
+    total_periods = sum(periods)
+    return ServiceMetrics(
+        app=app, cpu_cores=sum(cpu), throttled_fraction=sum(throttled) / total_periods if total_periods > 0 else 0.0,
+        memory_working_set=sum(memory) / len(memory) if memory else 0.0, oom_kills=sum(mine("oom")), cpu_headroom=headroom,
+    )
+
+
+def _app(service: AppQuery, by_app: dict[str, dict[tuple[str, ...], float]], histogram: Histogram | None) -> AppMetrics:
+    key = service.series
     load = by_app["requests"].get(key)
     if load is None:
         raise ServiceProblem("MetricsMissing", f"no request series for {service.key}")
@@ -176,9 +241,4 @@ def _service(service: ServiceQuery, by_pod: dict[tuple[str, str, str], list[floa
             raise ServiceProblem("MetricsInvalid", f"the latency histogram of {service.key} is not a number")
         quantile, mean = (quantile, mean) if load > 0 else (0.0, 0.0)  # with no requests Prometheus answers NaN
         slow = slower_than(own, service.slo_latency_s) if load > 0 else 0.0
-    total_periods = sum(periods)
-    return ServiceMetrics(
-        load_rps=load, error_rps=errors, latency_quantile_s=quantile, latency_mean_s=mean, slow_fraction=slow,
-        cpu_cores=sum(cpu), throttled_fraction=sum(throttled) / total_periods if total_periods > 0 else 0.0,
-        memory_working_set=sum(memory) / len(memory) if memory else 0.0, oom_kills=sum(mine("oom")), cpu_headroom=headroom,
-    )
+    return AppMetrics(load_rps=load, error_rps=errors, latency_quantile_s=quantile, latency_mean_s=mean, slow_fraction=slow)

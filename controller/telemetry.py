@@ -29,14 +29,14 @@ class Telemetry:
         self.decisions = Counter("rlscale_decisions", "Decisions made, by outcome (applied, unchanged, dry_run, shadow).",
                                  ["service", "outcome"], registry=r)
         self.clamps = Counter("rlscale_clamps", "Changes the safety guard made to decisions, by reason.", ["service", "reason"], registry=r)
-        self.fail_static = Gauge("rlscale_fail_static", "1 while a service is handed back to its HPA, by reason.",
+        self.fail_static = Gauge("rlscale_fail_static", "1 while a service is handed back (to its HPA, or its original spec), by reason.",
                                  ["service", "reason"], registry=r)
         self.loop_duration = Histogram("rlscale_loop_duration_seconds", "Time one control loop took.", registry=r,
                                        buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
         self.phase_duration = Histogram("rlscale_loop_phase_seconds", "Time each part of a loop took (discover, observe, "
                                         "decide, guard_and_actuate).", ["phase"], registry=r,
                                         buckets=(0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
-        self.api_errors = Counter("rlscale_api_errors", "Kubernetes API errors, by kind (conflict, transient, permanent).",
+        self.api_errors = Counter("rlscale_api_errors", "Platform API errors (Kubernetes, Docker Engine), by kind (conflict, transient, permanent).",
                                   ["kind"], registry=r)
         self.loop_errors = Counter("rlscale_loop_errors", "Loops that failed unexpectedly (a bug: see the log).", registry=r)
         self.prometheus_warnings = Counter("rlscale_prometheus_warnings", "Warnings in Prometheus' answers.", registry=r)
@@ -44,9 +44,10 @@ class Telemetry:
         self.policy_replicas = Gauge("rlscale_policy_replicas", "Replicas the policy chose (after the guard).", ["service"], registry=r)
         self.policy_cpu_limit = Gauge("rlscale_policy_cpu_limit_cores", "CPU limit the policy chose.", ["service"], registry=r)
         self.policy_memory_limit = Gauge("rlscale_policy_memory_limit_bytes", "Memory limit the policy chose.", ["service"], registry=r)
-        self.hpa_replicas = Gauge("rlscale_hpa_replicas", "Replicas the target has (what the HPA did).", ["service"], registry=r)
-        self.services = Gauge("rlscale_services", "HPAs selected for management.", registry=r)
-        self.failing = Gauge("rlscale_services_failing_static", "Services handed back to their HPA.", registry=r)
+        self.hpa_replicas = Gauge("rlscale_hpa_replicas", "Replicas the target has (what its HPA did, or rlscale's own HPA on Swarm).",
+                                  ["service"], registry=r)
+        self.services = Gauge("rlscale_services", "Services selected for management (HPAs, Swarm services).", registry=r)
+        self.failing = Gauge("rlscale_services_failing_static", "Services handed back (failing static).", registry=r)
         self.leader = Gauge("rlscale_leader", "1 while this replica leads.", registry=r)
         self.policy_info = Gauge("rlscale_policy_info", "The policy in use (1), by name and the sha256 of its SHA256SUMS.",
                                  ["policy", "sha256"], registry=r)

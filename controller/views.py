@@ -8,6 +8,7 @@ container's resources unknown (`None`); the service using it then fails static a
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -47,6 +48,13 @@ class HpaView:
     target_kind: str
     target_name: str
     cpu_target: int | None  # averageUtilization of the CPU resource metric, if it has one
+    cpu_fixed: bool  # its CPU metric has a target other than a utilization (rlscale leaves it as it is)
+    metrics: str  # spec.metrics as JSON (a patch that changes one of them sends them all)
+
+    @property
+    def setting(self) -> tuple[int, int, int | None]:
+        """What rlscale may change of it: minReplicas, maxReplicas and the CPU utilization target."""
+        return self.min_replicas, self.max_replicas, self.cpu_target
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,13 +90,15 @@ def meta(obj: Mapping[str, Any]) -> Meta:
 def hpa_view(obj: Mapping[str, Any]) -> HpaView:
     spec = obj.get("spec") or {}
     target = spec.get("scaleTargetRef") or {}
-    cpu = None
+    cpu, fixed = None, False
     for metric in spec.get("metrics") or []:
         resource = metric.get("resource") or {}
         if metric.get("type") == "Resource" and resource.get("name") == "cpu":
-            cpu = (resource.get("target") or {}).get("averageUtilization")
+            goal = resource.get("target") or {}
+            cpu, fixed = (goal.get("averageUtilization"), False) if goal.get("type") == "Utilization" else (None, True)
     return HpaView(meta(obj), int(spec.get("minReplicas") or 1), int(spec.get("maxReplicas") or 1),
-                   target.get("apiVersion") or "", target.get("kind") or "", target.get("name") or "", cpu)
+                   target.get("apiVersion") or "", target.get("kind") or "", target.get("name") or "", cpu, fixed,
+                   json.dumps(spec.get("metrics") or [], sort_keys=True))
 
 
 def deployment_view(obj: Mapping[str, Any]) -> DeploymentView:

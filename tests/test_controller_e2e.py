@@ -8,7 +8,6 @@ import math
 import subprocess
 import sys
 import threading
-import time
 from contextlib import contextmanager
 from typing import Any, Iterator
 
@@ -22,8 +21,8 @@ from rlscale.env.scenario import scenario_from_config
 from rlscale.env.state import Decision, ServiceState
 from rlscale.validation import Reader
 
-from conftest import ONE_SERVICE, PROJECT_ROOT, merge
-from controller_fixtures import Fixed, step
+from conftest import ONE_SERVICE, PROJECT_ROOT, merge, wait_until
+from controller_fixtures import Fixed, failing, step
 from emulator_fixtures import client_for, running_cluster
 from prometheus_server import PrometheusServer
 
@@ -91,16 +90,6 @@ def hpa_bounds_when_possible(cluster: Any) -> tuple[int, int, str | None]:
     return hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"], hpa["metadata"]["annotations"].get(ORIGINAL_BOUNDS)
 
 
-def wait_until(condition: Any, timeout_s: float, what: str) -> float:
-    """Poll `condition` until true; the seconds it took."""
-    started = time.monotonic()
-    while time.monotonic() - started < timeout_s:
-        if condition():
-            return time.monotonic() - started
-        time.sleep(0.2)
-    raise AssertionError(f"{what}: not within {timeout_s} s")
-
-
 def test_load_step_pins_the_hpa_and_shutdown_restores_it() -> None:
     with live() as (cluster, prometheus):
         controller = build(config_for(prometheus), client_for(cluster.server.url), policy=PerReplica())
@@ -109,7 +98,7 @@ def test_load_step_pins_the_hpa_and_shutdown_restores_it() -> None:
         try:
             wait_until(lambda: hpa_bounds(cluster)[2] is not None, 10, "the controller pins the HPA")
             assert hpa_bounds(cluster)[:2] == (1, 1)  # 5 requests/s: one replica
-            assert json.loads(hpa_bounds(cluster)[2]) == {"minReplicas": 1, "maxReplicas": 20}
+            assert json.loads(hpa_bounds(cluster)[2]) == {"minReplicas": 1, "maxReplicas": 20, "cpuUtilization": 70}
             # the step to 35 requests/s at t=25 s (5 replicas): once it shows in the rate window, replicas rise within two intervals
             wait_until(lambda: prometheus.query('sum(rate(inference_requests_total{service="web"}[4s]))')[0][1] > 30, 40,
                        "the load step shows in Prometheus")
@@ -149,10 +138,7 @@ def test_dry_run_and_shadow_write_nothing(mode: str) -> None:
 
 
 def fail_static_reason(controller: Any) -> str | None:
-    for line in controller.telemetry.exposition().decode().splitlines():
-        if line.startswith("rlscale_fail_static{") and line.endswith(" 1.0"):
-            return line.split('reason="')[1].split('"')[0]
-    return None
+    return failing(controller).get(f"{NS}/web")
 
 
 def pin_once(cluster: Any, controller: Any) -> None:

@@ -6,7 +6,9 @@ import json
 
 import pytest
 
+from rlscale.agent.policy import Policy, keep_resources
 from rlscale.controller.ownership import Memory, own, pin_patch, restore_patch
+from rlscale.env.state import Decision, ServiceState
 
 from controller_fixtures import NS, FakeClock, Fixed, bounds, cluster_for, controller_for, events, failing, patch_hpa, prometheus, step  # noqa: F401
 
@@ -29,13 +31,28 @@ def test_own(current, saved, memory, original, edited, applied) -> None:
     assert found.left_alone(100.0) == edited and not found.left_alone(100.0 + COOLDOWN)
 
 
+MEMORY_METRIC = {"type": "Resource", "resource": {"name": "memory", "target": {"type": "AverageValue", "averageValue": "1Gi"}}}
+METRICS = [MEMORY_METRIC, {"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}}}]
+
+
+def cpu_at(target: int) -> dict:
+    return {"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": target}}}
+
+
 def test_patches_write_only_what_changes() -> None:
-    assert pin_patch((3, 3), (1, 20), (1, 20), (3, 3), "7") is None
-    assert pin_patch((3, 3), None, (1, 20), (3, 3), "7")["metadata"]["annotations"] == {
-        "rlscale.io/original-bounds": json.dumps({"minReplicas": 1, "maxReplicas": 20})}
-    assert restore_patch((1, 20), False, (1, 20), "7") is None
-    assert restore_patch((2, 50), True, (2, 50), "7") == {"metadata": {"resourceVersion": "7", "annotations": {"rlscale.io/original-bounds": None}},
-                                                          "spec": {"minReplicas": 2, "maxReplicas": 50}}
+    assert pin_patch((3, 3, 70), (1, 20, 70), (1, 20, 70), (3, 3, 70), "7", METRICS) is None
+    assert pin_patch((3, 3, 70), None, (1, 20, 70), (3, 3, 70), "7", METRICS) == {
+        "metadata": {"resourceVersion": "7", "annotations": {
+            "rlscale.io/original-bounds": json.dumps({"minReplicas": 1, "maxReplicas": 20, "cpuUtilization": 70})}},
+        "spec": {"minReplicas": 3, "maxReplicas": 3}}  # the metrics only when the target changes
+    # a floor at a new target: the CPU metric changes, every other metric stays
+    assert pin_patch((1, 20, 70), None, (1, 20, 70), (2, 20, 50), "7", METRICS)["spec"] == {
+        "minReplicas": 2, "maxReplicas": 20, "metrics": [MEMORY_METRIC, cpu_at(50)]}
+    assert restore_patch((1, 20, 70), False, (1, 20, 70), "7", METRICS) is None
+    assert restore_patch((2, 50, 70), True, (2, 50, 70), "7", METRICS) == {
+        "metadata": {"resourceVersion": "7", "annotations": {"rlscale.io/original-bounds": None}}, "spec": {"minReplicas": 2, "maxReplicas": 50}}
+    # restoring an HPA that had no CPU target takes rlscale's away again
+    assert restore_patch((2, 20, 50), True, (1, 20, None), "7", [MEMORY_METRIC, cpu_at(50)])["spec"]["metrics"] == [MEMORY_METRIC]
 
 
 def test_a_person_widening_a_pinned_hpa_wins_and_shutdown_keeps_their_edit(prometheus) -> None:
@@ -55,7 +72,8 @@ def test_a_person_widening_a_pinned_hpa_wins_and_shutdown_keeps_their_edit(prome
         assert bounds(cluster, "web") == (2, 50, None)  # still left alone during the cooldown
         clock.advance(COOLDOWN)
         step(controller)
-        assert bounds(cluster, "web")[:2] == (3, 3) and json.loads(bounds(cluster, "web")[2]) == {"minReplicas": 2, "maxReplicas": 50}
+        assert bounds(cluster, "web")[:2] == (3, 3)
+        assert json.loads(bounds(cluster, "web")[2]) == {"minReplicas": 2, "maxReplicas": 50, "cpuUtilization": 70}
         controller.stop.set()
         controller.shutdown()
         assert bounds(cluster, "web") == (2, 50, None) and bounds(cluster, "other") == (1, 20, None)  # their edit, not the stale (1, 20)
@@ -89,7 +107,7 @@ def test_a_gitops_sync_stripping_the_annotation_never_makes_pinned_bounds_origin
         step(controller)
         patch_hpa(cluster, "web", {"metadata": {"annotations": {"rlscale.io/original-bounds": None}}})
         step(controller)
-        assert json.loads(bounds(cluster, "web")[2]) == {"minReplicas": 1, "maxReplicas": 20}  # written back from memory
+        assert json.loads(bounds(cluster, "web")[2]) == {"minReplicas": 1, "maxReplicas": 20, "cpuUtilization": 70}  # from memory
         patch_hpa(cluster, "web", {"metadata": {"annotations": {"rlscale.io/original-bounds": None}}})
         controller.stop.set()
         controller.shutdown()
@@ -134,3 +152,60 @@ def test_an_unchanged_decision_writes_nothing(prometheus) -> None:
             step(controller)
         assert controller.backend.actuator.writes == writes
         assert cluster.api.get("horizontalpodautoscalers", NS, "web")["metadata"]["resourceVersion"] == version
+
+
+class Floor(Policy):
+    """Replicas as a floor under the HPA at a CPU target (as the predictive baseline decides)."""
+
+    name = "floor"
+
+    def __init__(self, floor: int, target: int) -> None:
+        self.floor, self.target = floor, target
+
+    def decide(self, state: ServiceState) -> Decision:
+        return keep_resources(state, self.floor, hpa_floor=True, hpa_target_utilization=self.target)
+
+
+def hpa_target(cluster, name: str) -> int:
+    metrics = cluster.api.get("horizontalpodautoscalers", NS, name)["spec"]["metrics"]
+    return next(m["resource"]["target"]["averageUtilization"] for m in metrics if m["resource"]["name"] == "cpu")
+
+
+def test_a_floor_leaves_the_hpa_scaling_above_it_and_every_change_is_restored(prometheus) -> None:
+    """2 replicas at 25% of their CPU request: at the floor's 15% target the HPA scales them to 4."""
+    with cluster_for(prometheus, "web") as cluster:
+        controller = controller_for(cluster, prometheus, Floor(2, 15))
+        step(controller)
+        assert bounds(cluster, "web")[:2] == (2, 20) and hpa_target(cluster, "web") == 15  # the floor, the service's upper bound
+        assert json.loads(bounds(cluster, "web")[2]) == {"minReplicas": 1, "maxReplicas": 20, "cpuUtilization": 70}
+        assert any(r == "RlscaleScaled" and "[2, 20] at 15% CPU" in m for r, m in events(cluster, "web"))
+        cluster.api.advance(60)  # the HPA's syncs
+        assert cluster.api.get("deployments", NS, "web")["spec"]["replicas"] == 4  # the HPA acts above the floor
+        prometheus.wait_for_series('count(rate(container_cpu_usage_seconds_total{pod=~"web-.*"}[4s])) >= 4')  # the new pods scraped
+        writes = controller.backend.actuator.writes
+        step(controller)
+        assert controller.backend.actuator.writes == writes  # the HPA's own replicas above the floor are no change of setting
+        patch_hpa(cluster, "web", {"metadata": {"annotations": {"rlscale.io/paused": "true"}}})
+        step(controller)  # failing static restores the target too
+        assert bounds(cluster, "web") == (1, 20, None) and hpa_target(cluster, "web") == 70
+        patch_hpa(cluster, "web", {"metadata": {"annotations": {"rlscale.io/paused": None}}})
+        step(controller)
+        assert hpa_target(cluster, "web") == 15
+        controller.stop.set()
+        controller.shutdown()
+        assert bounds(cluster, "web") == (1, 20, None) and hpa_target(cluster, "web") == 70
+
+
+def test_a_target_someone_else_set_wins(prometheus) -> None:
+    with cluster_for(prometheus, "web") as cluster:
+        clock = FakeClock()
+        controller = controller_for(cluster, prometheus, Floor(2, 30), clock=clock, human_edit_cooldown_s=COOLDOWN)
+        step(controller)
+        patch_hpa(cluster, "web", {"spec": {"metrics": [cpu_at(60)]}})  # a person
+        clock.advance(30)
+        step(controller)
+        assert failing(controller) == {f"{NS}/web": "HumanEdit"} and hpa_target(cluster, "web") == 60
+        assert bounds(cluster, "web") == (2, 20, None)  # their HPA as they left it is the new original
+        controller.stop.set()
+        controller.shutdown()
+        assert bounds(cluster, "web") == (2, 20, None) and hpa_target(cluster, "web") == 60

@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 import kubernetes
+import pytest
 
 from rlscale.controller.informer import Informer
 from rlscale.controller.views import hpa_view
@@ -116,3 +117,13 @@ def test_a_pod_deleted_before_its_resize_is_skipped_not_taken_for_a_cluster_with
         how = controller.backend.actuator.set_resources(managed.container, [gone, *managed.pods], managed.deployment, resources)
         assert how == "resize" and controller.backend.actuator.resize_supported is True  # before: every service went "template"
         assert all(p.resize_to == resources for p in cluster.api.sim.service("web").pods)  # the real pods are resizing
+
+
+@pytest.mark.parametrize(("resize", "in_place"), [("auto", True), ("rolling", False)])
+def test_the_state_says_whether_resources_change_in_place(prometheus, resize: str, in_place: bool) -> None:
+    with cluster_for(prometheus, "web") as cluster:
+        controller = controller_for(cluster, prometheus, Fixed(3), resize=resize)
+        controller.backend.caches.sync()
+        controller.backend.discover()
+        states, problems = controller.backend.observe_all()
+        assert not problems and states[f"{NS}/web"].in_place_resize is in_place  # pods/resize in use, or rolling updates
