@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from rlscale.controller.actuator import Actuator, NotLeading
+from rlscale.controller.actuator import Actuator
 from rlscale.controller.annotations import InvalidAnnotation, original_setting
 from rlscale.controller.api_errors import ApiFailure, CLIENT_ERRORS, failure, with_retries
 from rlscale.controller.caches import Caches
@@ -184,16 +184,14 @@ class KubernetesBackend(LiveBackend):
                          json.loads(hpa.metrics))
         return body is not None and self._write(managed.key, hpa, body, wanted, pinned=True)
 
-    def restore(self, key: str) -> bool:
-        """Give a service's HPA its original setting back (and drop the annotation); True if that took a write."""
+    def _restorable(self, key: str) -> HpaView | None:
         managed = self.services.get(key)
-        hpa = managed.hpa if managed else self.problem_hpas.get(key)
-        return hpa is not None and self.restore_hpa(hpa)
+        return managed.hpa if managed else self.problem_hpas.get(key)
 
-    def restore_orphan(self, key: str) -> bool:
-        return self.restore_hpa(self.orphans[key])
+    def _everything(self) -> list[tuple[str, str, bool, HpaView]]:
+        return [(service_key(hpa), hpa.meta.uid, ORIGINAL_BOUNDS in hpa.meta.annotations, hpa) for hpa in self.caches.hpas.items()]
 
-    def restore_hpa(self, hpa: HpaView, *, again: bool = True) -> bool:
+    def restore_object(self, hpa: HpaView, *, again: bool = True) -> bool:
         """Restore one HPA (managed, failing, or no longer selected) by the ownership rules; True if that took a write.
         After a conflict the rules are applied once more to the HPA as it is now (restoring is always safe to
         retry: a person's edit is kept by the rules). An HPA whose saved setting does not parse is left as it is:
@@ -203,7 +201,7 @@ class KubernetesBackend(LiveBackend):
         except ApiFailure as failure:
             if failure.kind != "conflict" or not again:
                 raise
-            return self.restore_hpa(self.actuator.read_hpa(hpa), again=False)
+            return self.restore_object(self.actuator.read_hpa(hpa), again=False)
 
     def _restore_hpa(self, hpa: HpaView) -> bool:
         key = service_key(hpa)
@@ -219,16 +217,3 @@ class KubernetesBackend(LiveBackend):
     def _write(self, key: str, hpa: HpaView, body: dict[str, Any], setting: Setting, *, pinned: bool) -> bool:
         remembered_write(self.memory, key, setting, pinned, lambda: self.actuator.patch_hpa(hpa, body))
         return True
-
-    def restore_all(self) -> list[str]:
-        failed = []
-        for hpa in self.caches.hpas.items():
-            memory = self.memory.get(service_key(hpa))
-            pinned = memory is not None and memory.uid == hpa.meta.uid and memory.applied is not None
-            if ORIGINAL_BOUNDS not in hpa.meta.annotations and not pinned:
-                continue
-            try:
-                self.restore_hpa(hpa)
-            except (ApiFailure, NotLeading):
-                failed.append(service_key(hpa))
-        return failed

@@ -14,6 +14,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Mapping, Protocol
 
+from rlscale.controller.actuator import NotLeading
+from rlscale.controller.api_errors import ApiFailure
 from rlscale.controller.clock import Clock
 from rlscale.controller.config import ControllerConfig
 from rlscale.controller.metrics_source import AppMetrics
@@ -107,17 +109,18 @@ class LiveBackend:
         """Actuate one (already guarded) decision, writing only what changes; what changed, for events and logs."""
         raise NotImplementedError
 
-    def restore(self, key: str) -> bool:
-        """Give a managed (or failing) service its original settings back; True if that took a write."""
+    def restore_object(self, obj: Any) -> bool:
+        """Give one platform object (an HPA, a Swarm service) its original setting back by the ownership rules;
+        True if that took a write."""
         raise NotImplementedError
 
-    def restore_orphan(self, key: str) -> bool:
-        """The same for a service no longer selected."""
+    def _restorable(self, key: str) -> Any | None:
+        """The object of a managed or failing service, as last read."""
         raise NotImplementedError
 
-    def restore_all(self) -> list[str]:
-        """Restore every service carrying rlscale's saved original, selected or not, and every one this process
-        changed whatever its records now say (shutdown); the keys that failed."""
+    def _everything(self) -> list[tuple[str, str, bool, Any]]:
+        """(key, uid, carries rlscale's saved original, object) of every object rlscale may have changed, selected or
+        not; `ApiFailure` when they cannot be read."""
         raise NotImplementedError
 
     def rollout_in_progress(self, key: str) -> bool:
@@ -134,6 +137,34 @@ class LiveBackend:
 
     def stop(self) -> None:
         """Stop whatever `start` started."""
+
+    # -- restoring -------------------------------------------------------------------------------
+
+    def restore(self, key: str) -> bool:
+        """Give a managed (or failing) service its original setting back; True if that took a write."""
+        found = self._restorable(key)
+        return found is not None and self.restore_object(found)
+
+    def restore_orphan(self, key: str) -> bool:
+        """The same for a service no longer selected that still carries rlscale's saved original."""
+        return self.restore_object(self.orphans[key])
+
+    def restore_all(self) -> list[str]:
+        """Restore every object carrying rlscale's saved original, selected or not, and every one this process
+        changed whatever its records now say (shutdown); the keys that failed."""
+        try:
+            everything = self._everything()
+        except ApiFailure:
+            return sorted({*self.services, *self.problems, *self.orphans})
+        failed = []
+        for key, uid, saved, found in everything:
+            memory = self.memory.get(key)
+            if saved or (memory is not None and memory.uid == uid and memory.applied is not None):
+                try:
+                    self.restore_object(found)
+                except (ApiFailure, NotLeading):
+                    failed.append(key)
+        return failed
 
     # -- the seam --------------------------------------------------------------------------------
 

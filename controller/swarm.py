@@ -306,15 +306,14 @@ class SwarmBackend(LiveBackend):
                            f"{decision.memory_request / 2**20:.0f}/{decision.memory_limit / 2**20:.0f} MiB (rolling update)")
         return changes
 
-    def restore(self, key: str) -> bool:
+    def _restorable(self, key: str) -> dict[str, Any] | None:
         managed = self.services.get(key)
-        service = managed.service if managed else self.problem_services.get(key)
-        return service is not None and self.restore_service(service)
+        return managed.service if managed else self.problem_services.get(key)
 
-    def restore_orphan(self, key: str) -> bool:
-        return self.restore_service(self.orphans[key])
+    def _everything(self) -> list[tuple[str, str, bool, dict[str, Any]]]:
+        return [(s["Spec"]["Name"], s["ID"], ORIGINAL_SPEC in labels_of(s), s) for s in self.actuator.call(lambda: self.api.services())]
 
-    def restore_service(self, service: dict[str, Any], *, again: bool = True) -> bool:
+    def restore_object(self, service: dict[str, Any], *, again: bool = True) -> bool:
         """Restore one service by the ownership rules; True if that took a write. After a conflict the rules are
         applied once more to the service as it is now. A service whose saved original does not parse is left as it is."""
         name = service["Spec"]["Name"]
@@ -333,29 +332,11 @@ class SwarmBackend(LiveBackend):
         except ApiFailure as failure:
             if failure.kind != "conflict" or not again:
                 raise
-            return self.restore_service(self.actuator.read(service["ID"]), again=False)
+            return self.restore_object(self.actuator.read(service["ID"]), again=False)
         return True
 
     def _write(self, key: str, service: dict[str, Any], spec: dict[str, Any], shape: Shape, *, pinned: bool) -> None:
         remembered_write(self.memory, key, shape, pinned, lambda: self.actuator.update(service, spec))
-
-    def restore_all(self) -> list[str]:
-        try:
-            listed = self.actuator.call(lambda: self.api.services())
-        except ApiFailure:
-            return sorted({*self.services, *self.problem_services, *self.orphans})
-        failed = []
-        for service in listed:
-            name = service["Spec"]["Name"]
-            memory = self.memory.get(name)
-            pinned = memory is not None and memory.uid == service["ID"] and memory.applied is not None
-            if ORIGINAL_SPEC not in labels_of(service) and not pinned:
-                continue
-            try:
-                self.restore_service(service)
-            except ApiFailure:
-                failed.append(name)
-        return failed
 
 
 def _running(task: dict[str, Any]) -> bool:

@@ -1,16 +1,14 @@
 """A real Prometheus server for the e2e tests: started on loopback with a temporary TSDB.
 
-The binary comes from `$RLSCALE_PROMETHEUS`, the PATH, or `.ci/cache/prometheus/usr/bin/`
-(where `.ci/prometheus.sh` unpacks Debian's package). Waiting is by polling with deadlines;
+The binary is found as the rig's is (`rlscale.rig.prometheus`: `$RLSCALE_PROMETHEUS`, the PATH, or
+`.ci/cache/prometheus/usr/bin/`, where `.ci/prometheus.sh` unpacks Debian's package). Waiting is by polling with deadlines;
 the server is stopped by its process id.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -21,21 +19,7 @@ from typing import Any
 
 import pytest
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-UNPACKED = PROJECT_ROOT / ".ci" / "cache" / "prometheus" / "usr" / "bin" / "prometheus"
-
-
-def find_prometheus() -> str | None:
-    for candidate in (os.environ.get("RLSCALE_PROMETHEUS"), shutil.which("prometheus"), str(UNPACKED)):
-        if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
-            return candidate
-    return None
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from rlscale.rig.prometheus import find_prometheus, free_port
 
 
 class PrometheusServer:

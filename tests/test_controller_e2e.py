@@ -22,22 +22,13 @@ from rlscale.env.state import Decision, ServiceState
 from rlscale.validation import Reader
 
 from conftest import ONE_SERVICE, PROJECT_ROOT, merge, wait_until
-from controller_fixtures import Fixed, failing, step
+from controller_fixtures import SERVICE, Fixed, failing, step
 from emulator_fixtures import client_for, running_cluster
 from prometheus_server import PrometheusServer
 
 pytestmark = pytest.mark.e2e
 NS = "default"
-WEB = merge(ONE_SERVICE["services"][0], {
-    "name": "web",
-    "workload": {"kind": "step", "base_rps": 5, "step_rps": 35, "at_s": 25},
-    "request": {"cpu_seconds": 0.05, "memory": "8Mi"},
-    "replica": {"concurrency": 2, "base_memory": "100Mi", "startup_s": 2},
-    "resources": {"requests": {"cpu": "500m", "memory": "256Mi"}, "limits": {"cpu": "1", "memory": "512Mi"}},
-    "replicas": 2,
-    "bounds": {"replicas": [1, 20]},
-    "slo": {"quantile": 0.95, "latency_s": 0.5},
-})
+WEB = merge(SERVICE, {"name": "web", "workload": {"kind": "step", "base_rps": 5, "step_rps": 35, "at_s": 25}})
 SCENARIO = scenario_from_config(Reader(merge(ONE_SERVICE, {"services": [WEB]}), "e2e"), PROJECT_ROOT)
 INTERVAL_S = 2.0
 

@@ -181,7 +181,8 @@ def test_a_floor_leaves_the_hpa_scaling_above_it_and_every_change_is_restored(pr
         assert any(r == "RlscaleScaled" and "[2, 20] at 15% CPU" in m for r, m in events(cluster, "web"))
         cluster.api.advance(60)  # the HPA's syncs
         assert cluster.api.get("deployments", NS, "web")["spec"]["replicas"] == 4  # the HPA acts above the floor
-        prometheus.wait_for_series('count(rate(container_cpu_usage_seconds_total{pod=~"web-.*"}[4s])) >= 4')  # the new pods scraped
+        scraped = f'count(rate(container_cpu_usage_seconds_total{{instance="{cluster.server.url.removeprefix("http://")}"}}[4s])) >= 4'
+        prometheus.wait_for_series(scraped)  # the new pods scraped
         writes = controller.backend.actuator.writes
         step(controller)
         assert controller.backend.actuator.writes == writes  # the HPA's own replicas above the floor are no change of setting
