@@ -191,19 +191,10 @@ class KubernetesBackend(LiveBackend):
     def _everything(self) -> list[tuple[str, str, bool, HpaView]]:
         return [(service_key(hpa), hpa.meta.uid, ORIGINAL_BOUNDS in hpa.meta.annotations, hpa) for hpa in self.caches.hpas.items()]
 
-    def restore_object(self, hpa: HpaView, *, again: bool = True) -> bool:
-        """Restore one HPA (managed, failing, or no longer selected) by the ownership rules; True if that took a write.
-        After a conflict the rules are applied once more to the HPA as it is now (restoring is always safe to
-        retry: a person's edit is kept by the rules). An HPA whose saved setting does not parse is left as it is:
-        there is nothing trustworthy to restore."""
-        try:
-            return self._restore_hpa(hpa)
-        except ApiFailure as failure:
-            if failure.kind != "conflict" or not again:
-                raise
-            return self.restore_object(self.actuator.read_hpa(hpa), again=False)
+    def _read_again(self, hpa: HpaView) -> HpaView:
+        return self.actuator.read_hpa(hpa)
 
-    def _restore_hpa(self, hpa: HpaView) -> bool:
+    def _restore(self, hpa: HpaView) -> bool:
         key = service_key(hpa)
         try:
             saved = original_setting(hpa.meta.annotations, hpa.cpu_target)

@@ -79,7 +79,7 @@ def local_time_of_day(now: float) -> float:
 class LiveBackend:
     """The calls every live backend answers the same way; the platform's own are left to the subclass."""
 
-    fallback = "the original settings are back"  # what failing static hands a service to, for the logs and events
+    fallback: str  # what failing static hands a service back to, for the logs and events
 
     def __init__(self, config: ControllerConfig, clock: Clock, scenario: str) -> None:
         self.config, self.clock = config, clock
@@ -109,9 +109,14 @@ class LiveBackend:
         """Actuate one (already guarded) decision, writing only what changes; what changed, for events and logs."""
         raise NotImplementedError
 
-    def restore_object(self, obj: Any) -> bool:
+    def _restore(self, found: Any) -> bool:
         """Give one platform object (an HPA, a Swarm service) its original setting back by the ownership rules;
-        True if that took a write."""
+        True if that took a write. One whose saved original does not parse is left as it is: there is nothing
+        trustworthy to restore."""
+        raise NotImplementedError
+
+    def _read_again(self, found: Any) -> Any:
+        """The object as it is now (after a conflict)."""
         raise NotImplementedError
 
     def _restorable(self, key: str) -> Any | None:
@@ -144,6 +149,16 @@ class LiveBackend:
         """Give a managed (or failing) service its original setting back; True if that took a write."""
         found = self._restorable(key)
         return found is not None and self.restore_object(found)
+
+    def restore_object(self, found: Any, *, again: bool = True) -> bool:
+        """Restore one object (managed, failing, or no longer selected); after a conflict the rules are applied once
+        more to the object as it is now (restoring is always safe to retry: a person's edit is kept by the rules)."""
+        try:
+            return self._restore(found)
+        except ApiFailure as failure:
+            if failure.kind != "conflict" or not again:
+                raise
+            return self.restore_object(self._read_again(found), again=False)
 
     def restore_orphan(self, key: str) -> bool:
         """The same for a service no longer selected that still carries rlscale's saved original."""

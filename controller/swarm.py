@@ -122,6 +122,7 @@ class SwarmBackend(LiveBackend):
             except ServiceProblem as problem:
                 self.problems[name], self.problem_services[name] = problem, service
         self.hpa.forget(set(self.services))
+        self._hpa_settings = {name: kept for name, kept in self._hpa_settings.items() if name in self.services or name in self.problems}
         return list(self.services)
 
     def _managed(self, service: dict[str, Any], now: float) -> SwarmManaged:
@@ -313,26 +314,22 @@ class SwarmBackend(LiveBackend):
     def _everything(self) -> list[tuple[str, str, bool, dict[str, Any]]]:
         return [(s["Spec"]["Name"], s["ID"], ORIGINAL_SPEC in labels_of(s), s) for s in self.actuator.call(lambda: self.api.services())]
 
-    def restore_object(self, service: dict[str, Any], *, again: bool = True) -> bool:
-        """Restore one service by the ownership rules; True if that took a write. After a conflict the rules are
-        applied once more to the service as it is now. A service whose saved original does not parse is left as it is."""
+    def _read_again(self, service: dict[str, Any]) -> dict[str, Any]:
+        return self.actuator.read(service["ID"])
+
+    def _restore(self, service: dict[str, Any]) -> bool:
         name = service["Spec"]["Name"]
         try:
             saved = read_setting(labels_of(service), "original-spec", Shape.parse, None)
         except InvalidAnnotation:
             return False
-        shape = Shape.of(service["Spec"])
-        ownership = own(service["ID"], shape, saved, self.memory.get(name), self.clock.now(), self.config.human_edit_cooldown_s)
+        ownership = own(service["ID"], Shape.of(service["Spec"]), saved, self.memory.get(name), self.clock.now(),
+                        self.config.human_edit_cooldown_s)
         self.memory[name] = ownership.memory
         spec = restored_spec(service["Spec"], ownership.original)
         if spec is None:
             return False
-        try:
-            self._write(name, service, spec, ownership.original, pinned=False)
-        except ApiFailure as failure:
-            if failure.kind != "conflict" or not again:
-                raise
-            return self.restore_object(self.actuator.read(service["ID"]), again=False)
+        self._write(name, service, spec, ownership.original, pinned=False)
         return True
 
     def _write(self, key: str, service: dict[str, Any], spec: dict[str, Any], shape: Shape, *, pinned: bool) -> None:

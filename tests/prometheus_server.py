@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from rlscale.rig.prometheus import find_prometheus, free_port
+from rlscale.rig.prometheus import find_prometheus, free_port, terminate
 
 
 class PrometheusServer:
@@ -117,13 +117,7 @@ class PrometheusServer:
         self._wait(scraped, timeout_s, f"{targets} not scraped {scrapes} times")
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        terminate(self.process)
         self.log.close()
         shutil.rmtree(self.directory, ignore_errors=True)
 

@@ -40,6 +40,15 @@ def fail_static_reason(controller, service) -> str | None:
     return failing(controller).get(service.name)
 
 
+def handed_back(rig, controller, service, reason: str | None) -> bool:
+    """Failing static for `reason` (None: released), with its original spec (one replica) back and rlscale's label gone."""
+    return (fail_static_reason(controller, service), replicas(rig, service.name), saved_original(rig, service.name)) == (reason, 1, None)
+
+
+def deciding(rig, controller, service, wanted: int = 2) -> bool:
+    return fail_static_reason(controller, service) is None and replicas(rig, service.name) == wanted
+
+
 def killed_and_settled(rig, name: str) -> bool:
     tasks = rig.api.tasks(filters={"service": name})
     leaving = [t for t in tasks if t["DesiredState"] != "running"]
@@ -138,9 +147,7 @@ def test_paused_or_unselected_services_get_their_spec_back_and_events_are_log_li
                 controller.step()
         finally:
             controller.log.propagate = False
-        assert fail_static_reason(controller, paused) == "Paused"
-        for name in (paused.name, released.name):
-            assert replicas(rig, name) == 1 and saved_original(rig, name) is None
+        assert handed_back(rig, controller, paused, "Paused") and handed_back(rig, controller, released, None)
         events = sorted((r.service, r.reason) for r in caplog.records if r.getMessage() == "event")
         assert events == sorted([(paused.name, "RlscaleScaled"), (released.name, "RlscaleScaled"),
                                  (paused.name, "RlscaleFailStatic"), (released.name, "RlscaleReleased")])
@@ -188,11 +195,10 @@ def test_prometheus_down_fails_static_and_recovers(rig) -> None:
         assert replicas(rig, service.name) == 2
         controller.backend.prometheus.url = "http://127.0.0.1:9"  # nothing listens there
         controller.step()
-        assert fail_static_reason(controller, service) == "PrometheusUnavailable"
-        assert replicas(rig, service.name) == 1 and saved_original(rig, service.name) is None  # the original spec back
+        assert handed_back(rig, controller, service, "PrometheusUnavailable")
         controller.backend.prometheus.url = rig.prometheus.url
         controller.step()
-        assert fail_static_reason(controller, service) is None and replicas(rig, service.name) == 2
+        assert deciding(rig, controller, service)
 
 
 def test_oom_kill_fails_static_and_recovers(rig) -> None:
@@ -206,12 +212,11 @@ def test_oom_kill_fails_static_and_recovers(rig) -> None:
         assert report.figures()["ok"] == 0  # no request survived its own memory
         wait_until(lambda: killed_and_settled(rig, service.name), 15, "OOM-killed tasks, all of them finished")
         controller.step()
-        assert fail_static_reason(controller, service) == "OOMKilled"
-        assert saved_original(rig, service.name) is None and replicas(rig, service.name) == 1
+        assert handed_back(rig, controller, service, "OOMKilled")
         deploy.wait_running(rig.api, service.name, 1, timeout_s=30)
         rig.wait_for_metrics(service.name)
         controller.step()
-        assert fail_static_reason(controller, service) is None and replicas(rig, service.name) == 2  # deciding again
+        assert deciding(rig, controller, service)
         assert "rlscale_fail_static{" not in controller.telemetry.exposition().decode()  # only a current reason is exported
 
 
@@ -231,5 +236,5 @@ def test_dockerd_restarted_mid_run(rig) -> None:
         deploy.wait_running(rig.api, service.name, 2, timeout_s=60)  # the swarm brings the tasks back
         rig.wait_for_metrics(service.name)
         controller.step()
-        assert fail_static_reason(controller, service) is None and replicas(rig, service.name) == 2
+        assert deciding(rig, controller, service)
         assert 'rlscale_api_errors_total{kind="transient"}' in controller.telemetry.exposition().decode()
