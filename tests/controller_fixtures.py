@@ -90,6 +90,11 @@ def cluster_for(prometheus: PrometheusServer, *names: str, speed: float = 0.0, m
         yield cluster
 
 
+def this_cluster(cluster: Cluster) -> str:
+    """The label matcher for the series scraped from this cluster (a module's Prometheus also holds earlier clusters')."""
+    return f'instance="{cluster.server.url.removeprefix("http://")}"'
+
+
 def patch_hpa(cluster: Cluster, name: str, body: dict[str, Any]) -> Any:
     """A write as a person (or GitOps) would make it: straight to the API, past any fault."""
     return cluster.api.patch("horizontalpodautoscalers", NS, name, body, "application/merge-patch+json")

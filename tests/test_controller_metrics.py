@@ -20,7 +20,7 @@ from rlscale.controller.views import Meta, PodView, deployment_view, owned_by
 from rlscale.errors import UserInputError
 from rlscale.validation import Reader
 
-from controller_fixtures import NS, Fixed, cluster_for, controller_for, failing, prometheus, step  # noqa: F401
+from controller_fixtures import NS, Fixed, cluster_for, controller_for, failing, prometheus, step, this_cluster  # noqa: F401
 from prometheus_server import free_port
 
 
@@ -48,7 +48,8 @@ def test_freshness_is_the_oldest_pods(prometheus) -> None:
         pods = sorted(p.meta.name for p in controller.backend.services[f"{NS}/web"].pods)
         assert len(pods) == 2
         cluster.server.set_faults({"stale_pods": [pods[0]]})  # one pod's samples stop; the other stays fresh
-        wait_for(prometheus, f'time() - timestamp(container_cpu_usage_seconds_total{{pod="{pods[0]}"}})', lambda r: r and r[0][1] > 5.0)
+        wait_for(prometheus, f'time() - timestamp(container_cpu_usage_seconds_total{{pod="{pods[0]}",{this_cluster(cluster)}}})',
+                 lambda r: r and r[0][1] > 5.0)
         step(controller)
         assert failing(controller) == {f"{NS}/web": "MetricsStale"}  # before: the fresh pod hid the stale one
 
@@ -59,7 +60,7 @@ def test_a_ready_pod_without_series_is_metrics_missing(prometheus) -> None:
         step(controller)
         hidden = sorted(p.meta.name for p in controller.backend.services[f"{NS}/web"].pods)[0]
         cluster.server.set_faults({"hidden_pods": [hidden]})
-        wait_for(prometheus, f'rate(container_cpu_usage_seconds_total{{pod="{hidden}"}}[4s])', lambda r: not r)
+        wait_for(prometheus, f'rate(container_cpu_usage_seconds_total{{pod="{hidden}",{this_cluster(cluster)}}}[4s])', lambda r: not r)
         step(controller)
         assert failing(controller) == {f"{NS}/web": "MetricsMissing"}  # 1 of 2 ready pods has series: not the service
 

@@ -10,7 +10,8 @@ from rlscale.agent.policy import Policy, keep_resources
 from rlscale.controller.ownership import Memory, own, pin_patch, restore_patch
 from rlscale.env.state import Decision, ServiceState
 
-from controller_fixtures import NS, FakeClock, Fixed, bounds, cluster_for, controller_for, events, failing, patch_hpa, prometheus, step  # noqa: F401
+from controller_fixtures import (NS, FakeClock, Fixed, bounds, cluster_for, controller_for, events, failing, patch_hpa, prometheus,  # noqa: F401
+                                 step, this_cluster)
 
 COOLDOWN = 600.0
 
@@ -181,8 +182,7 @@ def test_a_floor_leaves_the_hpa_scaling_above_it_and_every_change_is_restored(pr
         assert any(r == "RlscaleScaled" and "[2, 20] at 15% CPU" in m for r, m in events(cluster, "web"))
         cluster.api.advance(60)  # the HPA's syncs
         assert cluster.api.get("deployments", NS, "web")["spec"]["replicas"] == 4  # the HPA acts above the floor
-        scraped = f'count(rate(container_cpu_usage_seconds_total{{instance="{cluster.server.url.removeprefix("http://")}"}}[4s])) >= 4'
-        prometheus.wait_for_series(scraped)  # the new pods scraped
+        prometheus.wait_for_series(f"count(rate(container_cpu_usage_seconds_total{{{this_cluster(cluster)}}}[4s])) >= 4")  # new pods scraped
         writes = controller.backend.actuator.writes
         step(controller)
         assert controller.backend.actuator.writes == writes  # the HPA's own replicas above the floor are no change of setting
