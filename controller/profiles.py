@@ -3,7 +3,8 @@
 Every query reads all managed services at once and groups by labels, so one control loop
 costs a handful of queries however many services there are. `{app}` is the selector of the
 services' own metrics (the managed namespaces), `{by}` the grouping (`by (namespace,
-service)`: `app_label` names the label whose value is the service's HPA name), `{pods}` the
+service)`: `app_label` names the label whose value is the service's HPA name; on Swarm
+`by (service)`, the Swarm service's name), `{pods}` the
 selector of the containers' cAdvisor and kube-state-metrics series (grouped by namespace,
 pod and container, and matched to each Deployment's own pods by the controller), `{window}`
 the rate window. A profile

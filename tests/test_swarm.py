@@ -238,3 +238,24 @@ def test_dockerd_restarted_mid_run(rig) -> None:
         controller.step()
         assert deciding(rig, controller, service)
         assert 'rlscale_api_errors_total{kind="transient"}' in controller.telemetry.exposition().decode()
+
+
+def test_live_cluster_env_steps_on_swarm_with_the_simulated_envs_spaces(rig) -> None:
+    from rlscale.controller.live_env import LiveClusterEnv
+    from rlscale.env import codec
+
+    service = rig.service()
+    with running(rig, service):
+        controller = rig.controller(Fixed(1), interval_s=2.0)
+        env = LiveClusterEnv(controller.backend)
+        try:
+            observation, _ = env.reset(seed=0)
+            assert env.observation_space.contains(observation)
+            double = (codec.REPLICA_FACTORS.index(2.0), codec.CPU_FACTORS.index(1.0), codec.MEMORY_FACTORS.index(1.0))
+            observation, reward, terminated, truncated, info = env.step(double)
+            assert env.observation_space.contains(observation) and reward == reward and not (terminated or truncated)
+            assert info["services"][service.name]["decision"]["replicas"] == 2 == replicas(rig, service.name)
+        finally:
+            env.close()
+            controller.shutdown()
+        assert replicas(rig, service.name) == 1 and saved_original(rig, service.name) is None
