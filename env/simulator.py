@@ -162,6 +162,7 @@ class Simulator:
             cluster_cpu_headroom=sum(n.cpu - n.cpu_requested for n in nodes),
             cluster_memory_headroom=sum(n.memory - n.memory_requested for n in nodes),
             bounds=spec.bounds,
+            in_place_resize=spec.resize == "in_place",
         )
 
     # ------------------------------------------------------------------------------------------

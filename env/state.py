@@ -58,6 +58,7 @@ class ServiceState:
     cluster_cpu_headroom: float
     cluster_memory_headroom: float
     bounds: Bounds
+    in_place_resize: bool = True  # resources change in place (pods/resize); False: by a rolling update
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,7 +29,7 @@ from rlscale.training.export import METADATA_SUFFIX, NORMALIZATION_SUFFIX, netwo
 from rlscale.training.jobs import default_workers
 from rlscale.training.loads import LoadCase, generated_cases
 from rlscale.training.policies import PolicySpec
-from rlscale.training.randomization import EpisodeSampler, load_training_traces
+from rlscale.training.randomization import MANAGED, EpisodeSampler, as_managed, load_training_traces
 from rlscale.training.runner import run_policy
 from rlscale.training.tuning import tune
 
@@ -71,7 +71,9 @@ def prepare(config: TrainConfig, log: Callable[[str], None]) -> tuple[Scenario, 
     else:
         log("no training traces: generators only; validation on generated shapes under seeds of their own")
         tuning_cases = validation_cases = generated_cases()
-    sampler = EpisodeSampler(scenario, service, tuple(training), config.randomization, config.episode_s)
+    pool = tuple((load_scenario(name), spec.name) for name in config.scenarios for spec in load_scenario(name).services)
+    sampler = EpisodeSampler(pool, tuple(training), config.randomization, config.episode_s)
+    log(f"training on {len(pool)} services of {', '.join(config.scenarios)}, their neighbours under their own HPAs")
     log("tuning the HPA on the training loads (the reference to beat)...")
     tuned = tune(scenario, ["hpa-tuned"], tuning_cases, default_workers()).specs["hpa-tuned"]
     costs, violations = {}, {}
@@ -99,7 +101,7 @@ def train(config: TrainConfig, resume: Path | None = None, log: Callable[[str], 
     scenario, service, sampler, validation_cases, reference = prepare(config, log)
 
     def make_env(rank: int) -> Callable[[], ServiceScalingEnv]:
-        return lambda: ServiceScalingEnv(scenario, service, config.episode_s, episodes=sampler)
+        return lambda: ServiceScalingEnv(as_managed(scenario, service), MANAGED, config.episode_s, episodes=sampler)
 
     factories = [make_env(i) for i in range(config.n_envs)]
     venv = SubprocVecEnv(factories) if config.n_envs > 1 else DummyVecEnv(factories)
