@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-import rlscale.env  # noqa: F401  (registers the environments)
+import rlscale  # noqa: F401  (registers the environments)
 from rlscale.env import codec
 from rlscale.env.reward import TERMS
 
@@ -82,3 +82,13 @@ def test_single_service_info_carries_the_decision_and_raw_figures() -> None:
     for _ in range(3):
         env.step(np.array(smallest))
     assert env.unwrapped.backend.observe()["image-classifier"].replicas_ready >= decision["replicas"]
+
+
+def test_import_rlscale_is_enough_to_make_the_environments() -> None:
+    import subprocess
+    import sys
+
+    code = "import gymnasium, rlscale; env = gymnasium.make('rlscale/ServiceScaling-v0'); print(env.action_space)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "MultiDiscrete" in result.stdout
