@@ -18,7 +18,7 @@ from rlscale.env.scenario import load_scenario
 from rlscale.training.compare import Comparison, run_comparison, tuning_cases
 from rlscale.training.loads import trace_cases
 from rlscale.training.policies import POLICY_NAMES, parse_policy_names
-from rlscale.training.report import number, summary_markdown
+from rlscale.training.report_document import figure, markdown, summary_table
 
 EVAL_TRACES = Path(__file__).resolve().parents[2] / "shared" / "traces" / "eval"
 
@@ -45,13 +45,14 @@ def card(policy_dir: Path, comparison: Comparison, seconds: float) -> str:
         f"## Evaluation on `shared/traces/eval/` ({len(loads)} traces, {len(comparison.seeds)} seeds)\n",
         f"Baselines tuned on {comparison.tuning_source}. Means ± standard deviation over seeds of the mean over "
         f"traces; rates are fractions. Produced by `python -m rlscale.training.model_card` in {seconds / 60:.1f} min.\n",
-        summary_markdown(comparison),
+        markdown([summary_table(comparison)]),
         "\n### Per trace: cost vs hpa-tuned / SLO-violating intervals\n",
         "| policy | " + " | ".join(loads) + " |",
         "|---" * (len(loads) + 1) + "|",
     ]
     for policy in comparison.policies:
-        cells = [f"{number(by_load[policy][l]['cost_vs_reference']['mean'])} / {number(by_load[policy][l]['slo_violation_rate']['mean'])}"
+        cells = [f"{figure('cost', by_load[policy][l]['cost_vs_reference']['mean'])} / "
+                 f"{figure('slo_violation_rate', by_load[policy][l]['slo_violation_rate']['mean'])}"
                  for l in loads]
         lines.append(f"| {policy} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
