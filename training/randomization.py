@@ -42,6 +42,13 @@ def load_training_traces(folder: str | None, validation_share: float) -> tuple[l
     return [train for train, _ in parts], [validation for _, validation in parts]
 
 
+def write_trace(trace: Trace, path: Path) -> None:
+    """A trace as a `timestamp_s,requests` CSV (the shared traces' format)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = "".join(f"{i * trace.interval_s:g},{count:g}\n" for i, count in enumerate(trace.counts))
+    path.write_text("timestamp_s,requests\n" + rows)
+
+
 MANAGED = "managed"  # the managed service's name in every training episode
 
 

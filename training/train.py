@@ -29,7 +29,7 @@ from rlscale.training.export import METADATA_SUFFIX, NORMALIZATION_SUFFIX, netwo
 from rlscale.training.jobs import default_workers
 from rlscale.training.loads import LoadCase, generated_cases
 from rlscale.training.policies import PolicySpec
-from rlscale.training.randomization import MANAGED, EpisodeSampler, as_managed, load_training_traces
+from rlscale.training.randomization import MANAGED, EpisodeSampler, as_managed, load_training_traces, write_trace
 from rlscale.training.runner import run_policy
 from rlscale.training.tuning import tune
 
@@ -66,6 +66,9 @@ def prepare(config: TrainConfig, log: Callable[[str], None]) -> tuple[Scenario, 
     training, validation = load_training_traces(config.train_traces, config.validation_share)
     if training:
         log(f"training traces: {len(training)} from {config.train_traces} (last {config.validation_share:.0%} of each held out)")
+        for train_part, held_out in zip(training, validation):
+            write_trace(train_part, Path(config.output_dir) / "traces" / "train" / f"{train_part.name}.csv")
+            write_trace(held_out, Path(config.output_dir) / "traces" / "held-out" / f"{train_part.name}.csv")
         tuning_cases = [LoadCase(name=t.name, trace=t) for t in training]
         validation_cases = [LoadCase(name=t.name, trace=t) for t in validation]
     else:
