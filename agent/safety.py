@@ -27,7 +27,8 @@ import numpy as np
 from rlscale.env.state import ServiceState
 
 OOD_SIGMAS = 8.0
-OOD_MIN_STD = 0.05  # features are scale-free, mostly in [0, 1]: a floor for the ones training saw constant
+OOD_MIN_STD = 0.15  # features are scale-free and clipped to their box: rare but legitimate extremes (a burst,
+# an overload) are not out of distribution; a feature must sit far outside its whole training spread
 RUNAWAY_INTERVALS = 10
 RUNAWAY_UTILIZATION = 0.2
 RUNAWAY_HOLD_S = 1800.0

@@ -10,7 +10,7 @@ import pytest
 
 from rlscale.agent.learned import ExportedPolicy, LearnedPolicy, PolicyNetwork
 from rlscale.agent.policy import EpisodeContext
-from rlscale.agent.safety import OOD_SIGMAS, RUNAWAY_HOLD_S, RUNAWAY_INTERVALS
+from rlscale.agent.safety import OOD_MIN_STD, OOD_SIGMAS, RUNAWAY_HOLD_S, RUNAWAY_INTERVALS
 from rlscale.env import codec
 from rlscale.env.scenario import load_scenario
 from rlscale.env.state import ServiceState
@@ -74,7 +74,7 @@ def test_a_feature_far_outside_training_falls_back() -> None:
     assert not is_fallback(p.decide(state(600.0)))
     far = state(630.0, latency_quantile_s=10.0)  # latency_vs_slo at the top of its range
     shift = codec.encode(_recorded(far))[3] - seen[3]
-    assert shift > OOD_SIGMAS * 0.05  # beyond 8 standard deviations (the 0.05 floor)
+    assert shift > OOD_SIGMAS * OOD_MIN_STD  # beyond 8 standard deviations, at least 8 x the floor
     assert is_fallback(p.decide(far))
     assert p.fallbacks(SPEC.name)["OutOfDistribution"] == 1
 
