@@ -45,9 +45,11 @@ Action (one service): MultiDiscrete([7, 5, 3]) = (utilization, CPU limit level, 
 | anticipation | plan for: this interval's load; it plus its trend over the start-up time; the   |
 |              | history's peak                                                                 |
 
-Requests follow what a replica is planned to use (rounded down on a grid: under the
-`max(request, usage)` rule a request below usage costs nothing more, and a stable request
-spares rollouts); memory keeps its limit, raised by a quarter after an OOM kill. Resources
+CPU requests are a quarter of what a replica is planned to use, rounded down on a grid: under the
+`max(request, usage)` rule a request below usage costs nothing more, one above it (after the load
+fell) costs, and a stable request spares rollouts; in proportion to the plan, CFS still shares a
+crowded node by need. Memory keeps its limit, raised by a quarter after an OOM kill, and
+requests the working set. Resources
 change at most once per `RESOURCE_HOLD_S` (a rolling-update service: `ROLLING_HOLD_S`), as the
 controller's guard allows. The result is always within the service's bounds.
 """
@@ -80,9 +82,11 @@ CPU_LEVELS = 5
 ANTICIPATIONS = ("now", "trend", "peak")
 ACTION_NVEC = (len(UTILIZATIONS), CPU_LEVELS, len(ANTICIPATIONS))
 REQUEST_GRID = 2.0**0.5  # requests sit on powers of this below the limit
+REQUEST_SHARE = 0.25  # of a replica's planned CPU use: billed by max(request, usage), a request below use costs
+# nothing more, while one above it (the load fell since) costs; kept in proportion so CFS shares follow the plan
 MIN_CPU_REQUEST = 0.001
 MIN_MEMORY_REQUEST = 2.0**20
-MAX_HPA_TARGET = 10_000  # percent of the request
+MAX_HPA_TARGET = 1_000_000  # percent of the request (the API takes any positive int32)
 OOM_MEMORY_STEP = 1.25
 RESOURCE_HOLD_S = 600.0
 ROLLING_HOLD_S = 1800.0
@@ -165,7 +169,7 @@ def decode(action: Sequence[int], history: History, *, concurrency_cores: float 
     if hold:
         cpu_request, memory_request, memory_limit = state.cpu_request, state.memory_request, state.memory_limit
     else:
-        cpu_request = _on_grid(demand / replicas, cpu_limit, MIN_CPU_REQUEST)
+        cpu_request = _on_grid(REQUEST_SHARE * demand / replicas, cpu_limit, MIN_CPU_REQUEST)
         memory_limit = state.memory_limit * (OOM_MEMORY_STEP if state.oom_kills else 1.0)
         memory_request = _on_grid(state.memory_working_set, memory_limit, MIN_MEMORY_REQUEST)
     target = min(MAX_HPA_TARGET, max(1, round(100 * cpu_limit * u / cpu_request)))
