@@ -56,7 +56,7 @@ class TrainConfig:
     scenario: str = "image-classification"  # validated on (and its HPA tuned as the reference to beat)
     service: str | None = None  # default: the scenario's first service
     scenarios: tuple[str, ...] = ("image-classification", "inference-mix")  # trained on: every service of each
-    total_timesteps: int = 500_000
+    total_timesteps: int = 200_000
     n_envs: int = 2  # environments, each in its own process
     seed: int = 0
     episode_s: int = 4 * 3600
