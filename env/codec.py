@@ -36,22 +36,23 @@ Observation (one service, float32, every feature scale-free so one policy fits a
 | 16 | headroom_limits     | CPU left on the nodes, in CPU limits of the service, / 16         | [0, 1]  |
 | 17 | in_place            | 1 if resources change in place, 0 if by a rolling update          | [0, 1]  |
 
-Action (one service): MultiDiscrete([7, 5, 3]) = (utilization, CPU limit level, anticipation).
+Action (one service): MultiDiscrete([7, 3, 3]) = (utilization, CPU limit level, anticipation).
 
 | part         | choices                                                                        |
 | ------------ | ------------------------------------------------------------------------------ |
 | utilization  | u = 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9 of the CPU limit at the planned replicas  |
-| cpu limit    | 5 levels, log-spaced from the bounds' minimum to the most the workers can use  |
+| cpu limit    | the most the workers can use (within the bounds), half of it, a quarter of it   |
 | anticipation | plan for: this interval's load; it plus its trend over the start-up time; the   |
 |              | history's peak                                                                 |
 
-CPU requests are a quarter of what a replica is planned to use, rounded down on a grid: under the
+CPU requests are half of what a replica is planned to use, rounded down on a grid: under the
 `max(request, usage)` rule a request below usage costs nothing more, one above it (after the load
 fell) costs, and a stable request spares rollouts; in proportion to the plan, CFS still shares a
 crowded node by need. Memory keeps its limit, raised by a quarter after an OOM kill, and
 requests the working set. Resources
-change at most once per `RESOURCE_HOLD_S` (a rolling-update service: `ROLLING_HOLD_S`), as the
-controller's guard allows. The result is always within the service's bounds.
+change at most once per `RESOURCE_HOLD_S` (a rolling-update service: `ROLLING_HOLD_S`, and only
+for a new limit, an OOM kill or a request off by `ROLLING_CHANGE`), as the controller's guard
+allows. The result is always within the service's bounds.
 """
 
 from __future__ import annotations
@@ -78,11 +79,12 @@ OBSERVATION_LOW = np.array([0, 0, 0, -1, 0, 0, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0
 OBSERVATION_HIGH = np.array([1, 1, 1.5, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1], dtype=np.float32)
 
 UTILIZATIONS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
-CPU_LEVELS = 5
+CPU_LEVELS = 3  # the most the workers can use, half, a quarter (within the bounds)
+ROLLING_CHANGE = 2.0  # a rolling-update service's request changes only by this factor or more (a rollout costs)
 ANTICIPATIONS = ("now", "trend", "peak")
 ACTION_NVEC = (len(UTILIZATIONS), CPU_LEVELS, len(ANTICIPATIONS))
 REQUEST_GRID = 2.0**0.5  # requests sit on powers of this below the limit
-REQUEST_SHARE = 0.25  # of a replica's planned CPU use: billed by max(request, usage), a request below use costs
+REQUEST_SHARE = 0.5  # of a replica's planned CPU use: billed by max(request, usage), a request below use costs
 # nothing more, while one above it (the load fell since) costs; kept in proportion so CFS shares follow the plan
 MIN_CPU_REQUEST = 0.001
 MIN_MEMORY_REQUEST = 2.0**20
@@ -158,20 +160,21 @@ def decode(action: Sequence[int], history: History, *, concurrency_cores: float 
     bounds = state.bounds
     u = UTILIZATIONS[int(action[0])]
     top = min(bounds.max_cpu_limit, concurrency_cores) if concurrency_cores else bounds.max_cpu_limit
-    levels = np.geomspace(bounds.min_cpu_limit, max(top, bounds.min_cpu_limit), CPU_LEVELS)
+    level = min(max(top / 2.0 ** (CPU_LEVELS - 1 - int(action[1])), bounds.min_cpu_limit), bounds.max_cpu_limit)
     hold = state.time_s - history.resources_changed_at < (RESOURCE_HOLD_S if state.in_place_resize else ROLLING_HOLD_S)
-    cpu_limit = state.cpu_limit if hold else float(levels[int(action[1])])
+    cpu_limit = state.cpu_limit if hold else float(level)
     demand = _anticipated_load(history, ANTICIPATIONS[int(action[2])], state) * (history.cpu_per_request or 0.0)
     if not math.isfinite(demand):
         demand = 0.0
     replicas = bounds.min_replicas if demand <= 0 else min(bounds.max_replicas, math.ceil(demand / (cpu_limit * u) - 1e-9))
     replicas = min(max(replicas, bounds.min_replicas), bounds.max_replicas)
-    if hold:
+    cpu_request = _on_grid(REQUEST_SHARE * demand / replicas, cpu_limit, MIN_CPU_REQUEST)
+    memory_limit = state.memory_limit * (OOM_MEMORY_STEP if state.oom_kills else 1.0)
+    memory_request = _on_grid(state.memory_working_set, memory_limit, MIN_MEMORY_REQUEST)
+    small = (not state.in_place_resize and cpu_limit == state.cpu_limit and not state.oom_kills
+             and 1 / ROLLING_CHANGE < cpu_request / state.cpu_request < ROLLING_CHANGE)
+    if hold or small:  # keep what runs: too soon, or not worth a rollout
         cpu_request, memory_request, memory_limit = state.cpu_request, state.memory_request, state.memory_limit
-    else:
-        cpu_request = _on_grid(REQUEST_SHARE * demand / replicas, cpu_limit, MIN_CPU_REQUEST)
-        memory_limit = state.memory_limit * (OOM_MEMORY_STEP if state.oom_kills else 1.0)
-        memory_request = _on_grid(state.memory_working_set, memory_limit, MIN_MEMORY_REQUEST)
     target = min(MAX_HPA_TARGET, max(1, round(100 * cpu_limit * u / cpu_request)))
     return Decision(replicas, cpu_request, cpu_limit, memory_request, memory_limit, hpa_target_utilization=target,
                     hpa_floor=True).clipped(bounds)

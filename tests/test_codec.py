@@ -44,7 +44,8 @@ def test_replicas_follow_the_load_at_the_chosen_utilization() -> None:
     assert decision.hpa_floor and decision.cpu_request <= 0.16  # rounded down: below usage costs nothing more
     assert decision.hpa_target_utilization == round(100 * 2.0 * 0.6 / decision.cpu_request)
     low = codec.decode((codec.UTILIZATIONS.index(0.3), 0, NOW), history(state()))
-    assert low.cpu_limit == pytest.approx(0.05) and low.replicas == math.ceil(0.16 / (0.05 * 0.3))
+    assert low.cpu_limit == pytest.approx(0.5)  # a quarter of the top
+    assert low.replicas == math.ceil(0.16 / (0.5 * 0.3))
 
 
 @pytest.mark.parametrize("replicas", [1, 5, 10, 20])
@@ -73,11 +74,19 @@ def test_resources_hold_between_changes() -> None:
     held = codec.decode((U60, 0, NOW), h)  # 5 minutes later: the limit stays
     assert held.cpu_limit == first.cpu_limit
     h.record(state(time_s=1300.0, cpu_limit=first.cpu_limit, cpu_request=first.cpu_request))
-    assert codec.decode((U60, 0, NOW), h).cpu_limit == pytest.approx(0.05)  # 11.7 minutes later it may move
+    assert codec.decode((U60, 0, NOW), h).cpu_limit == pytest.approx(0.5)  # 11.7 minutes later it may move
     rolling = history(state(in_place_resize=False))
     codec.applied(rolling, codec.decode((U60, TOP, NOW), rolling))
     rolling.record(state(time_s=1300.0, in_place_resize=False, cpu_limit=2.0))
     assert codec.decode((U60, 0, NOW), rolling).cpu_limit == 2.0  # a rolling update holds 30 minutes
+
+
+def test_a_rolling_service_keeps_its_request_unless_it_is_far_off() -> None:
+    rolling = state(in_place_resize=False, cpu_limit=2.0, cpu_request=0.05)
+    near = codec.decode((U60, TOP, NOW), history(rolling))  # a quarter of 0.16 cores planned: 0.04, within 2x of 0.05
+    assert near.cpu_request == 0.05
+    far = codec.decode((U60, TOP, NOW), history(dataclasses.replace(rolling, load_rps=200.0, cpu_usage=0.4)))
+    assert far.cpu_request > 0.1  # ten times the load: worth a rollout
 
 
 def test_an_oom_kill_raises_the_memory_limit() -> None:
