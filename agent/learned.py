@@ -55,6 +55,7 @@ def action_table() -> dict[str, list]:
         "utilizations": list(codec.UTILIZATIONS),
         "cpu_levels": codec.CPU_LEVELS,
         "anticipations": list(codec.ANTICIPATIONS),
+        "request_shares": list(codec.REQUEST_SHARES),
     }
 
 

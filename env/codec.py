@@ -36,7 +36,7 @@ Observation (one service, float32, every feature scale-free so one policy fits a
 | 16 | headroom_limits     | CPU left on the nodes, in CPU limits of the service, / 16         | [0, 1]  |
 | 17 | in_place            | 1 if resources change in place, 0 if by a rolling update          | [0, 1]  |
 
-Action (one service): MultiDiscrete([7, 3, 3]) = (utilization, CPU limit level, anticipation).
+Action (one service): MultiDiscrete([7, 3, 3, 3]) = (utilization, CPU limit level, anticipation, request share).
 
 | part         | choices                                                                        |
 | ------------ | ------------------------------------------------------------------------------ |
@@ -44,11 +44,13 @@ Action (one service): MultiDiscrete([7, 3, 3]) = (utilization, CPU limit level, 
 | cpu limit    | the most the workers can use (within the bounds), half of it, a quarter of it   |
 | anticipation | plan for: this interval's load; it plus its trend over the start-up time; the   |
 |              | history's peak                                                                 |
+| request      | CPU request = 0.25, 0.5 or 1 x what a replica is planned to use                 |
 
-CPU requests are half of what a replica is planned to use, rounded down on a grid: under the
-`max(request, usage)` rule a request below usage costs nothing more, one above it (after the load
-fell) costs, and a stable request spares rollouts; in proportion to the plan, CFS still shares a
-crowded node by need. Memory keeps its limit, raised by a quarter after an OOM kill, and
+CPU requests are the chosen share of what a replica is planned to use, rounded down on a grid:
+under the `max(request, usage)` rule a request below usage costs nothing more and one above it
+(after the load fell) costs, but the scheduler places pods by requests, so small ones can pack a
+node past what it can serve; a stable request spares rollouts; in proportion to the plan, CFS
+still shares a crowded node by need. Memory keeps its limit, raised by a quarter after an OOM kill, and
 requests the working set. Resources
 change at most once per `RESOURCE_HOLD_S` (a rolling-update service: `ROLLING_HOLD_S`, and only
 for a new limit, an OOM kill or a request off by `ROLLING_CHANGE`), as the controller's guard
@@ -82,10 +84,10 @@ UTILIZATIONS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 CPU_LEVELS = 3  # the most the workers can use, half, a quarter (within the bounds)
 ROLLING_CHANGE = 2.0  # a rolling-update service's request changes only by this factor or more (a rollout costs)
 ANTICIPATIONS = ("now", "trend", "peak")
-ACTION_NVEC = (len(UTILIZATIONS), CPU_LEVELS, len(ANTICIPATIONS))
+REQUEST_SHARES = (0.25, 0.5, 1.0)  # of a replica's planned CPU use (billed by max(request, usage), a request below use
+# costs nothing more, one above it costs; but small requests let the scheduler pack a node past what it can serve)
+ACTION_NVEC = (len(UTILIZATIONS), CPU_LEVELS, len(ANTICIPATIONS), len(REQUEST_SHARES))
 REQUEST_GRID = 2.0**0.5  # requests sit on powers of this below the limit
-REQUEST_SHARE = 0.5  # of a replica's planned CPU use: billed by max(request, usage), a request below use costs
-# nothing more, while one above it (the load fell since) costs; kept in proportion so CFS shares follow the plan
 MIN_CPU_REQUEST = 0.001
 MIN_MEMORY_REQUEST = 2.0**20
 MAX_HPA_TARGET = 1_000_000  # percent of the request (the API takes any positive int32)
@@ -168,7 +170,7 @@ def decode(action: Sequence[int], history: History, *, concurrency_cores: float 
         demand = 0.0
     replicas = bounds.min_replicas if demand <= 0 else min(bounds.max_replicas, math.ceil(demand / (cpu_limit * u) - 1e-9))
     replicas = min(max(replicas, bounds.min_replicas), bounds.max_replicas)
-    cpu_request = _on_grid(REQUEST_SHARE * demand / replicas, cpu_limit, MIN_CPU_REQUEST)
+    cpu_request = _on_grid(REQUEST_SHARES[int(action[3])] * demand / replicas, cpu_limit, MIN_CPU_REQUEST)
     memory_limit = state.memory_limit * (OOM_MEMORY_STEP if state.oom_kills else 1.0)
     memory_request = _on_grid(state.memory_working_set, memory_limit, MIN_MEMORY_REQUEST)
     small = (not state.in_place_resize and cpu_limit == state.cpu_limit and not state.oom_kills

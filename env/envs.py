@@ -31,7 +31,7 @@ class ClusterEnv(gym.Env):
     headroom, and whether resources change in place).
 
     ## Action
-    `MultiDiscrete([7, 3, 3] * n)`: for each service a target utilization of the CPU limit, a
+    `MultiDiscrete([7, 3, 3, 3] * n)`: for each service a target utilization of the CPU limit, a
     CPU-limit level and how to anticipate the load; the replicas that serve the anticipated
     load at that utilization become a floor under the service's HPA, whose target is set to the
     same utilization (`rlscale.env.codec`). Always within the service's bounds.

@@ -16,6 +16,7 @@ from rlscale.env.state import Bounds, ServiceState
 MIB = 2.0**20
 BOUNDS = Bounds(1, 20, 0.05, 2.0, 64 * MIB, 1024 * MIB)
 U60, TOP, NOW = codec.UTILIZATIONS.index(0.6), codec.CPU_LEVELS - 1, codec.ANTICIPATIONS.index("now")
+HALF = codec.REQUEST_SHARES.index(0.5)
 
 
 def state(**changes) -> ServiceState:
@@ -38,12 +39,12 @@ def history(*states: ServiceState) -> codec.History:
 
 def test_replicas_follow_the_load_at_the_chosen_utilization() -> None:
     # 20 req/s at 0.008 core-seconds (0.04 cores x 4 replicas / 20) = 0.16 cores of demand
-    decision = codec.decode((U60, TOP, NOW), history(state()))
+    decision = codec.decode((U60, TOP, NOW, HALF), history(state()))
     assert decision.cpu_limit == pytest.approx(2.0)  # the top level: the bounds' maximum
     assert decision.replicas == 1  # 0.16 / (2.0 x 0.6)
     assert decision.hpa_floor and decision.cpu_request <= 0.16  # rounded down: below usage costs nothing more
     assert decision.hpa_target_utilization == round(100 * 2.0 * 0.6 / decision.cpu_request)
-    low = codec.decode((codec.UTILIZATIONS.index(0.3), 0, NOW), history(state()))
+    low = codec.decode((codec.UTILIZATIONS.index(0.3), 0, NOW, HALF), history(state()))
     assert low.cpu_limit == pytest.approx(0.5)  # a quarter of the top
     assert low.replicas == math.ceil(0.16 / (0.5 * 0.3))
 
@@ -59,38 +60,38 @@ def test_idle_goes_to_the_minimum_whatever_the_action(replicas: int) -> None:
 
 def test_anticipation_plans_for_the_trend_or_the_recent_peak() -> None:
     rising = history(state(load_rps=10.0, cpu_usage=0.02), state(load_rps=20.0))
-    now, trend, peak = (codec.decode((U60, 0, codec.ANTICIPATIONS.index(a)), rising).replicas for a in codec.ANTICIPATIONS)
+    now, trend, peak = (codec.decode((U60, 0, codec.ANTICIPATIONS.index(a), HALF), rising).replicas for a in codec.ANTICIPATIONS)
     assert now < trend  # doubling over the last interval: planned for twice the load
     falling = history(state(load_rps=40.0, cpu_usage=0.08), state(load_rps=20.0))
-    assert codec.decode((U60, 0, codec.ANTICIPATIONS.index("peak")), falling).replicas > \
-        codec.decode((U60, 0, NOW), falling).replicas
+    assert codec.decode((U60, 0, codec.ANTICIPATIONS.index("peak"), HALF), falling).replicas > \
+        codec.decode((U60, 0, NOW, HALF), falling).replicas
 
 
 def test_resources_hold_between_changes() -> None:
     h = history(state())
-    first = codec.decode((U60, TOP, NOW), h)
+    first = codec.decode((U60, TOP, NOW, HALF), h)
     codec.applied(h, first)
     h.record(state(time_s=900.0, cpu_limit=first.cpu_limit, cpu_request=first.cpu_request))
-    held = codec.decode((U60, 0, NOW), h)  # 5 minutes later: the limit stays
+    held = codec.decode((U60, 0, NOW, HALF), h)  # 5 minutes later: the limit stays
     assert held.cpu_limit == first.cpu_limit
     h.record(state(time_s=1300.0, cpu_limit=first.cpu_limit, cpu_request=first.cpu_request))
-    assert codec.decode((U60, 0, NOW), h).cpu_limit == pytest.approx(0.5)  # 11.7 minutes later it may move
+    assert codec.decode((U60, 0, NOW, HALF), h).cpu_limit == pytest.approx(0.5)  # 11.7 minutes later it may move
     rolling = history(state(in_place_resize=False))
-    codec.applied(rolling, codec.decode((U60, TOP, NOW), rolling))
+    codec.applied(rolling, codec.decode((U60, TOP, NOW, HALF), rolling))
     rolling.record(state(time_s=1300.0, in_place_resize=False, cpu_limit=2.0))
-    assert codec.decode((U60, 0, NOW), rolling).cpu_limit == 2.0  # a rolling update holds 30 minutes
+    assert codec.decode((U60, 0, NOW, HALF), rolling).cpu_limit == 2.0  # a rolling update holds 30 minutes
 
 
 def test_a_rolling_service_keeps_its_request_unless_it_is_far_off() -> None:
     rolling = state(in_place_resize=False, cpu_limit=2.0, cpu_request=0.05)
-    near = codec.decode((U60, TOP, NOW), history(rolling))  # a quarter of 0.16 cores planned: 0.04, within 2x of 0.05
+    near = codec.decode((U60, TOP, NOW, HALF), history(rolling))  # half of 0.16 cores planned: 0.08, within 2x of 0.05
     assert near.cpu_request == 0.05
-    far = codec.decode((U60, TOP, NOW), history(dataclasses.replace(rolling, load_rps=200.0, cpu_usage=0.4)))
+    far = codec.decode((U60, TOP, NOW, HALF), history(dataclasses.replace(rolling, load_rps=200.0, cpu_usage=0.4)))
     assert far.cpu_request > 0.1  # ten times the load: worth a rollout
 
 
 def test_an_oom_kill_raises_the_memory_limit() -> None:
-    decision = codec.decode((U60, TOP, NOW), history(state(oom_kills=1)))
+    decision = codec.decode((U60, TOP, NOW, HALF), history(state(oom_kills=1)))
     assert decision.memory_limit == pytest.approx(128 * MIB * codec.OOM_MEMORY_STEP)
 
 

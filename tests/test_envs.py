@@ -72,7 +72,7 @@ def test_reward_is_minus_the_weighted_terms_in_info(env_id: str) -> None:
 def test_single_service_info_carries_the_decision_and_raw_figures() -> None:
     env = gymnasium.make("rlscale/ServiceScaling-v0", **SHORT)
     env.reset(seed=1)
-    smallest = (codec.UTILIZATIONS.index(0.3), 0, codec.ANTICIPATIONS.index("now"))  # a quarter-core limit at 30%
+    smallest = (codec.UTILIZATIONS.index(0.3), 0, codec.ANTICIPATIONS.index("now"), codec.REQUEST_SHARES.index(0.5))  # a quarter-core limit at 30%
     _, _, _, _, info = env.step(np.array(smallest))
     for key in ("cost", "slo_violation", "dropped", "drop_fraction", "oom_kills", "decision", "terms"):
         assert key in info

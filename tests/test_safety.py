@@ -19,7 +19,7 @@ SCENARIO = load_scenario("image-classification")
 SPEC = SCENARIO.services[0]
 
 
-def network(prefer: tuple[int, int, int] = (6, 4, 0), mean: np.ndarray | None = None,
+def network(prefer: tuple[int, ...] = (6, 2, 0, 1), mean: np.ndarray | None = None,
             var: np.ndarray | None = None, weight_nan: bool = False) -> PolicyNetwork:
     """A network whose logits always prefer one action (bias only), with chosen observation statistics."""
     size, width = codec.OBSERVATION_SIZE, sum(codec.ACTION_NVEC)
