@@ -5,8 +5,9 @@ reference: the HPA tuned on the training loads, and the oracle, on those loads; 
 sampler over every service of the training scenarios), `environments` (vectorized, with
 observation and reward normalization), `model` (new or resumed), the callbacks (`Checkpoints`,
 and `Validation`: every `eval_every_steps`, the policy on the validation loads against the
-reference, keeping the cheapest that beats the tuned HPA), then `train` runs them in order and
-saves and exports. The evaluation traces are never used here.
+reference (and, all its services at once, on the cluster scenario against its HPAs), keeping the
+cheapest that beats the tuned HPA without violating more in the cluster), then `train` runs them
+in order and saves and exports. The evaluation traces are never used here.
 """
 
 from __future__ import annotations
@@ -41,22 +42,31 @@ from rlscale.training.runner import run_policy
 from rlscale.training.tuning import tune
 
 VALIDATION_SEED = 20_000  # validation runs use seeds of their own
+CLUSTER_VALIDATION_LOADS = 2  # held-out tails also run on the cluster scenario, every service managed at once
+CLUSTER_SLACK = 0.005  # SLO-violating intervals the cluster may have above its HPAs' (half a point)
 ACTIVATION_MODULES = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU}
 
 
 @dataclass(frozen=True)
 class Reference:
-    """What the learned policy is held against on each validation load: the tuned HPA and the oracle."""
+    """What the learned policy is held against on each validation load: the tuned HPA and the oracle, and in
+    the cluster (every service of the cluster scenario managed at once) the HPAs as configured."""
 
     policy: PolicySpec
     cost: dict[str, float]
     violation: dict[str, float]
     oracle_cost: dict[str, float]
     budget: float
+    cluster_cost: dict[str, float]
+    cluster_violation: dict[str, float]
 
     @property
     def allowed_violation(self) -> float:
         return max(float(np.mean(list(self.violation.values()))), self.budget)
+
+    @property
+    def allowed_cluster_violation(self) -> float:
+        return max(float(np.mean(list(self.cluster_violation.values()))), self.budget) + CLUSTER_SLACK if self.cluster_violation else 1.0
 
 
 @dataclass(frozen=True)
@@ -66,6 +76,8 @@ class Setup:
     sampler: EpisodeSampler
     validation: list[LoadCase]
     reference: Reference
+    cluster: Scenario | None  # the scenario whose services the policy also runs all at once
+    cluster_validation: list[LoadCase]
 
 
 def validation_run(scenario: Scenario, service: str, policy: Any, case: LoadCase) -> tuple[float, float]:
@@ -76,6 +88,14 @@ def validation_run(scenario: Scenario, service: str, policy: Any, case: LoadCase
     )
     figures = summaries[service].figures()
     return figures["cost"], figures["slo_violation_rate"]
+
+
+def cluster_run(scenario: Scenario, policy: Any, case: LoadCase) -> tuple[float, float]:
+    """(cost, mean SLO-violation rate) of every service of `scenario` on one validation load."""
+    summaries = run_policy(scenario, policy, VALIDATION_SEED, workloads=case.workloads(scenario, VALIDATION_SEED),
+                           duration_s=case.duration_s(scenario))
+    figures = [s.figures() for s in summaries.values()]
+    return sum(f["cost"] for f in figures), float(np.mean([f["slo_violation_rate"] for f in figures]))
 
 
 def prepare(config: TrainConfig, log: Callable[[str], None]) -> Setup:
@@ -109,8 +129,15 @@ def prepare(config: TrainConfig, log: Callable[[str], None]) -> Setup:
     log(f"hpa-tuned: target {setting.target_utilization}%, scale-down window {setting.scale_down_window_s} s; "
         f"validation SLO-violating intervals {np.mean(list(violations.values())):.1%}; the oracle costs "
         f"{np.mean([oracle[c] / costs[c] for c in costs]):.2f}x it")
-    reference = Reference(tuned, costs, violations, oracle, scenario.service(service).slo_budget)
-    return Setup(scenario, service, sampler, validation, reference)
+    clusters = [load_scenario(name) for name in config.scenarios if len(load_scenario(name).services) > 1]
+    cluster = dataclasses.replace(clusters[0], duration_s=config.episode_s) if clusters else None
+    cluster_cases = validation[:CLUSTER_VALIDATION_LOADS] if cluster is not None else []
+    cluster_cost, cluster_violation = {}, {}
+    for case in cluster_cases:
+        cluster_cost[case.name], cluster_violation[case.name] = cluster_run(cluster, PolicySpec("hpa").build(), case)
+    reference = Reference(tuned, costs, violations, oracle, scenario.service(service).slo_budget, cluster_cost,
+                          cluster_violation)
+    return Setup(scenario, service, sampler, validation, reference, cluster, cluster_cases)
 
 
 def environments(config: TrainConfig, setup: Setup) -> VecEnv:
@@ -203,7 +230,8 @@ class Validation(BaseCallback):
     """Every `eval_every_steps` (and at the end): the policy on the validation loads against the reference.
 
     A policy beats the reference when it is cheaper than the tuned HPA with no more SLO-violating
-    intervals than the HPA's or the budget; the cheapest relative to the oracle of those is saved
+    intervals than the HPA's or the budget, and in the cluster violates at most half a point more
+    than the cluster's HPAs (or the budget); the cheapest relative to the oracle of those is saved
     as `best.zip` and exported to `best-policy/`. Each evaluation is a line of `evaluations.jsonl`.
     """
 
@@ -236,19 +264,24 @@ class Validation(BaseCallback):
             violations.append(violation)
         ratio, oracle, violation = float(np.nanmean(ratios)), float(np.nanmean(vs_oracle)), float(np.mean(violations))
         allowed = reference.allowed_violation
-        beats = ratio < 1.0 and violation <= allowed
+        cluster = [cluster_run(run.setup.cluster, policy, case) for case in run.setup.cluster_validation]
+        cluster_ratio = float(np.mean([c / reference.cluster_cost[case.name] for (c, _), case in
+                                       zip(cluster, run.setup.cluster_validation)])) if cluster else float("nan")
+        cluster_violation = float(np.mean([v for _, v in cluster])) if cluster else 0.0
+        beats = ratio < 1.0 and violation <= allowed and cluster_violation <= reference.allowed_cluster_violation
         wall = time.monotonic() - run.started
         self.logger.record("eval/cost_vs_hpa_tuned", ratio)
         self.logger.record("eval/cost_vs_oracle", oracle)
         self.logger.record("eval/slo_violation_rate", violation)
         record = {"timesteps": int(self.num_timesteps), "wall_time_s": round(wall, 1), "cost_vs_hpa_tuned": ratio,
                   "cost_vs_oracle": oracle, "slo_violation_rate": violation, "allowed_violation_rate": allowed,
+                  "cluster_cost_vs_hpa": cluster_ratio, "cluster_slo_violation_rate": cluster_violation,
                   "beats_hpa_tuned": beats}
         with (run.out / "evaluations.jsonl").open("a") as f:
             f.write(json.dumps(record) + "\n")
         self.log(f"[{self.num_timesteps:>8} steps, {wall / 60:5.1f} min] validation: cost {ratio:.3f}x hpa-tuned, "
-                 f"{oracle:.2f}x the oracle, SLO-violating intervals {violation:.1%} (allowed {allowed:.1%})"
-                 f"{'  <- beats hpa-tuned' if beats else ''}")
+                 f"{oracle:.2f}x the oracle, SLO-violating intervals {violation:.1%} (allowed {allowed:.1%}); cluster: "
+                 f"{cluster_ratio:.2f}x its HPAs, {cluster_violation:.1%} violating{'  <- beats hpa-tuned' if beats else ''}")
         if beats and (self.best is None or oracle < self.best):
             self.best = oracle
             run.save(run.out / "best.zip")
