@@ -75,7 +75,7 @@ def oracle_resources(scenario: Scenario, spec: ServiceSpec) -> Decision:
     """The largest replica the bounds allow, at requests a small share of its limits (module docstring)."""
     bounds = spec.bounds
     largest_node = max(p.cpu for p in scenario.node_pools if spec.node_pool in (None, p.name))
-    usable = min(spec.concurrency * spec.cores_per_request, largest_node)
+    usable = min(spec.workers_cores, largest_node)
     cpu_limit = min(max(usable, bounds.min_cpu_limit), bounds.max_cpu_limit)
     need = (spec.base_memory + spec.memory_per_request * spec.concurrency) * MEMORY_MARGIN
     memory_limit = min(max(need, bounds.min_memory_limit), bounds.max_memory_limit)
@@ -157,7 +157,7 @@ def _squeezed(scenario: Scenario, specs: list[ServiceSpec], resources: dict[str,
             claims = []
             for s in members:
                 n = int(needed[s.name][i])
-                limit = min(resources[s.name].cpu_limit, s.concurrency * s.cores_per_request)
+                limit = min(resources[s.name].cpu_limit, s.workers_cores)
                 demand = float(blocks[s.name][1][i]) * s.cpu_per_request / n
                 claims.append(CpuClaim(resources[s.name].cpu_request, limit, demand, count=math.ceil(n / nodes[s.name])))
             for s, cpu in zip(members, effective_cpu(pool.cpu, claims)):

@@ -34,6 +34,7 @@ class ServiceSettings:
     cpu_limit_range: tuple[float, float] | None  # None: the current limit only
     memory_limit_range: tuple[float, float] | None
     paused: bool
+    workers_cores: float | None = None  # None: unknown (the codec's CPU levels follow the bounds)
 
 
 def read_setting(annotations: Mapping[str, str], key: str, parse: Callable[[str], T], default: D) -> T | D:
@@ -64,6 +65,7 @@ def service_settings(annotations: Mapping[str, str], overrides: ServiceOverrides
         cpu_limit_range=read("cpu-limit-range", "cpu_limit_range", _range, None),
         memory_limit_range=read("memory-limit-range", "memory_limit_range", _range, None),
         paused=_paused(annotations.get(PAUSED)),
+        workers_cores=read("workers-cores", "workers_cores", _cores, None),
     )
     if settings.min_replicas is not None and settings.max_replicas is not None and settings.min_replicas > settings.max_replicas:
         raise InvalidAnnotation(f"{ANNOTATION_PREFIX}min-replicas ({settings.min_replicas}) exceeds "
@@ -108,6 +110,13 @@ def _positive(text: str) -> float:
     value = _number(text)
     if value <= 0:
         raise ValueError("must be > 0")
+    return value
+
+
+def _cores(text: str) -> float:
+    value = parse_quantity(text)
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError("must be a CPU quantity > 0 (e.g. 1 or 500m)")
     return value
 
 

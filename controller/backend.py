@@ -92,9 +92,10 @@ class KubernetesBackend(LiveBackend):
             raise ServiceProblem("TargetInvalid", f"{service_key(hpa)}: the /scale of {kind} {name!r} is not JSON") from None
         return Scale(int((scale.get("spec") or {}).get("replicas") or 0), str((scale.get("status") or {}).get("selector") or ""))
 
-    def specs(self) -> dict[str, LiveSpec]:
-        return {key: LiveSpec(key, m.resources[0], m.resources[2], m.settings.slo_quantile, m.settings.slo_latency_s)
-                for key, m in self.services.items()}
+    def spec(self, key: str) -> LiveSpec:
+        m = self.services[key]
+        return LiveSpec(key, m.resources[0], m.resources[2], m.settings.slo_quantile, m.settings.slo_latency_s,
+                        m.settings.workers_cores)
 
     # -- observing -------------------------------------------------------------------------------
 

@@ -31,6 +31,8 @@ ANNOTATIONS = {
     "cpu-limit-range": "'min,max' CPU limit rlscale may choose (default: the current limit only)",
     "memory-limit-range": "'min,max' memory limit rlscale may choose (default: the current limit only)",
     "container": "the container to size (default: the first)",
+    "workers-cores": "the most CPU one replica's workers can use (concurrency x cores per request): the learned "
+                     "policy's CPU limits are this, a half and a quarter (default: the top of cpu-limit-range)",
 }
 
 
@@ -79,6 +81,7 @@ class ServiceOverrides:
     max_replicas: int | None = None
     cpu_limit_range: tuple[float, float] | None = None
     memory_limit_range: tuple[float, float] | None = None
+    workers_cores: float | None = None
 
 
 @dataclass(frozen=True)
@@ -233,6 +236,7 @@ def _overrides(reader: Reader) -> ServiceOverrides:
         max_replicas=reader.number("max_replicas", None, min_value=1, integer=True),
         cpu_limit_range=reader.pair("cpu_limit_range", None),
         memory_limit_range=reader.pair("memory_limit_range", None),
+        workers_cores=reader.number("workers_cores", None, positive=True),
     )
     reader.done()
     if overrides.min_replicas and overrides.max_replicas and overrides.min_replicas > overrides.max_replicas:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, Mapping, Protocol
+from typing import Any, Callable, Mapping, Protocol
 
 from rlscale.controller.actuator import NotLeading
 from rlscale.controller.api_errors import ApiFailure
@@ -35,15 +35,17 @@ class LiveSpec:
     memory_request: float
     slo_quantile: float
     slo_latency_s: float
+    workers_cores: float | None = None  # not known live: the codec's CPU levels follow the bounds alone
 
 
 @dataclass(frozen=True)
 class LiveScenario:
-    """The live cluster's prices and reward weights (the simulator's `Scenario` has more)."""
+    """The live cluster's prices and reward weights (the simulator's `Scenario` has more), and its services."""
 
     name: str
     prices: Prices
     reward: RewardWeights
+    service: Callable[[str], LiveSpec]  # as `Scenario.service`: one managed service's spec
 
 
 @dataclass
@@ -84,7 +86,7 @@ class LiveBackend:
     def __init__(self, config: ControllerConfig, clock: Clock, scenario: str) -> None:
         self.config, self.clock = config, clock
         self.decision_interval_s = int(config.interval_s)
-        self.scenario = LiveScenario(scenario, config.prices, RewardWeights())
+        self.scenario = LiveScenario(scenario, config.prices, RewardWeights(), self.spec)
         self.services: Mapping[str, ManagedService] = {}
         self.problems: dict[str, ServiceProblem] = {}  # services that cannot be managed now, and why
         self.orphans: Mapping[str, Any] = {}  # no longer selected, still carrying rlscale's saved original
@@ -131,8 +133,12 @@ class LiveBackend:
     def rollout_in_progress(self, key: str) -> bool:
         raise NotImplementedError
 
-    def specs(self) -> dict[str, LiveSpec]:
+    def spec(self, key: str) -> LiveSpec:
+        """What the reward and the codec know of one managed service."""
         raise NotImplementedError
+
+    def specs(self) -> dict[str, LiveSpec]:
+        return {key: self.spec(key) for key in self.services}
 
     def sync(self) -> None:
         """Read what the platform's caches need before the first loop (the client's errors go to the caller)."""

@@ -149,9 +149,10 @@ class SwarmBackend(LiveBackend):
         bounds = service_bounds(settings, (1, settings.max_replicas), resources, can_resize=True)
         return SwarmManaged(name, service, settings, ownership, saved, bounds, hpa_spec(bounds.min_replicas, bounds.max_replicas, target, window))
 
-    def specs(self) -> dict[str, LiveSpec]:
-        return {name: LiveSpec(name, m.shape.resources()[0], m.shape.resources()[2], m.settings.slo_quantile, m.settings.slo_latency_s)
-                for name, m in self.services.items()}
+    def spec(self, key: str) -> LiveSpec:
+        m = self.services[key]
+        return LiveSpec(key, m.shape.resources()[0], m.shape.resources()[2], m.settings.slo_quantile,
+                        m.settings.slo_latency_s, m.settings.workers_cores)
 
     # -- observing -------------------------------------------------------------------------------
 

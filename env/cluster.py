@@ -21,6 +21,7 @@ class Node:
     memory_requested: float = 0.0
     cpu_limits: float = 0.0  # of the pods bound here: above `cpu`, they can contend for it
     squeezed: bool = False  # some pod here may run below its limit (the simulator's contention model)
+    version: int = 0  # counts binds and unbinds
     pods: list["Pod"] = field(default_factory=list)
 
     def fits(self, cpu: float, memory: float) -> bool:
@@ -80,6 +81,7 @@ class Pod:
 def bind(pod: Pod, node: Node) -> None:
     pod.node = node
     node.pods.append(pod)
+    node.version += 1
     node.cpu_requested += pod.cpu_request
     node.memory_requested += pod.memory_request
     node.cpu_limits += pod.cpu_limit
@@ -90,6 +92,7 @@ def unbind(pod: Pod) -> None:
     if node is None:
         return
     node.pods.remove(pod)
+    node.version += 1
     node.cpu_requested -= pod.cpu_request
     node.memory_requested -= pod.memory_request
     node.cpu_limits -= pod.cpu_limit

@@ -44,17 +44,15 @@ of 400,000 requests):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import lru_cache
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 FIXED_POINT_TOLERANCE = 1e-4  # relative to the limit (the simulator rounds to 1% steps)
 MAX_ITERATIONS = 200
 
 
-@dataclass(frozen=True, slots=True)
-class CpuClaim:
-    """What a group of identical containers on a node asks of its CPU (each of them)."""
+class CpuClaim(NamedTuple):
+    """What a group of identical containers on a node asks of its CPU (each of them); a tuple: cheap to hash."""
 
     request: float  # cores: its CFS weight
     limit: float  # cores: its CFS quota, or less if its workers cannot use that much

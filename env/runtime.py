@@ -118,6 +118,7 @@ class ServiceRuntime:
     kpa_state: KpaState = field(default_factory=KpaState)
     in_flight_seconds: float = 0.0  # time integral of requests in flight (what the KPA reads)
     in_flight_mark: float = 0.0  # its value at the KPA's last tick
+    version: int = 0  # counts `changed()` calls: what was derived from the pods is stale when it moved
     rate_sums: np.ndarray = field(default_factory=lambda: np.zeros(1))  # prefix sums of `rates`
     arrival_sums: np.ndarray = field(default_factory=lambda: np.zeros(1))  # prefix sums of `arrivals`
     _models: dict[tuple[float, float, float | None], ReplicaModel] = field(default_factory=dict)
@@ -130,6 +131,7 @@ class ServiceRuntime:
     def changed(self) -> None:
         """Call after any change to the pods (created, deleted, bound, started, ready, crashed, resized)."""
         self._view = None
+        self.version += 1
 
     def model(self, cpu_limit: float, memory_limit: float, cpu_available: float | None = None) -> ReplicaModel:
         """The queueing model of a replica with these limits (cached: limits take few values).
@@ -154,7 +156,7 @@ class ServiceRuntime:
 
     def usable_cores(self, pod: Pod) -> float:
         """The most CPU this service's workers can use in `pod` (its limit, or less)."""
-        return min(self.spec.concurrency * self.spec.cores_per_request, pod.cpu_limit)
+        return min(self.spec.workers_cores, pod.cpu_limit)
 
     @property
     def view(self) -> PodView:

@@ -114,9 +114,14 @@ class ServiceSpec:
     resize: str  # "in_place" or "rolling"
 
     @property
+    def workers_cores(self) -> float:
+        """The most CPU one replica's workers can use (each busy worker uses `cores_per_request`)."""
+        return self.concurrency * self.cores_per_request
+
+    @property
     def replica_capacity_rps(self) -> float:
         """Requests/s one replica can serve at its CPU limit."""
-        return min(self.concurrency * self.cores_per_request, self.cpu_limit) / self.cpu_per_request
+        return min(self.workers_cores, self.cpu_limit) / self.cpu_per_request
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,16 @@ WARM_START_S = 3600.0  # the initial replicas have been ready this long when the
 
 
 @dataclass(slots=True)
+class _NodeLayout:
+    """A contended node's pods grouped for the contention model, valid while `key` holds."""
+
+    key: tuple
+    services: tuple[int, ...]
+    groups: list[list[Pod]]
+    claims: list[CpuClaim] | None = None
+
+
+@dataclass(slots=True)
 class PlannedSpan:
     span: Span
     oom_at: int | None  # when an OOM kill ends the span early
@@ -92,6 +102,7 @@ class Simulator:
             for _ in range(svc.replicas):
                 self._new_pod(svc, created_at=-WARM_START_S)
         self._by_name = {svc.spec.name: svc for svc in self.services}
+        self._layouts: dict[str, _NodeLayout] = {}
         self._schedule_pending()
         self._warm_up()
 
@@ -380,7 +391,34 @@ class Simulator:
                         self.services[pod.service].changed()
 
     def _squeeze(self, node: Node, start: int, end: int, loads: dict[int, tuple[float, float]]) -> None:
-        groups: dict[tuple, list[Pod]] = {}  # identical pods: same service, resources and state
+        layout = self._layouts.get(node.name)
+        if layout is None or layout.key != self._layout_key(node, layout.services):
+            layout = self._layouts[node.name] = self._layout(node)
+        claims = []
+        for members in layout.groups:
+            pod = members[0]
+            svc = self.services[pod.service]
+            usable = svc.usable_cores(pod)
+            if pod.ready_since is not None:
+                demand = _on_demand_grid(self._pod_demand(svc, pod, start, end, loads))
+                claims.append(CpuClaim(pod.cpu_request, usable, demand, len(members)))
+            else:
+                burn = min(svc.spec.cores_per_request, usable)
+                claims.append(CpuClaim(pod.cpu_request, burn, burn, len(members)))
+        if claims == layout.claims:
+            return  # the same claims as last span: the same answer, already applied
+        layout.claims = claims
+        for claim, members, cpu in zip(claims, layout.groups, effective_cpu(node.cpu, claims)):
+            squeezed = _on_grid(cpu, claim.limit)
+            for pod in members:
+                if pod.ready_since is not None and pod.cpu_available != squeezed:
+                    pod.cpu_available = squeezed
+                    self.services[pod.service].changed()
+        layout.key = self._layout_key(node, layout.services)  # our own changes keep the groups as they are
+
+    def _layout(self, node: Node) -> "_NodeLayout":
+        """The node's pods that want CPU, grouped: same service, resources and state."""
+        groups: dict[tuple, list[Pod]] = {}
         for pod in node.pods:
             if pod.ready_since is not None:
                 key: tuple = (pod.service, pod.cpu_request, pod.cpu_limit, pod.memory_limit, pod.cpu_available)
@@ -389,23 +427,11 @@ class Simulator:
             else:
                 continue
             groups.setdefault(key, []).append(pod)
-        claims = []
-        for members in groups.values():
-            pod = members[0]
-            svc = self.services[pod.service]
-            usable = svc.usable_cores(pod)
-            if pod.ready_since is not None:
-                claims.append(CpuClaim(pod.cpu_request, usable, _on_demand_grid(self._pod_demand(svc, pod, start, end, loads)),
-                                       len(members)))
-            else:
-                burn = min(svc.spec.cores_per_request, usable)
-                claims.append(CpuClaim(pod.cpu_request, burn, burn, len(members)))
-        for claim, members, cpu in zip(claims, groups.values(), effective_cpu(node.cpu, claims)):
-            squeezed = _on_grid(cpu, claim.limit)
-            for pod in members:
-                if pod.ready_since is not None and pod.cpu_available != squeezed:
-                    pod.cpu_available = squeezed
-                    self.services[pod.service].changed()
+        services = tuple(sorted({pod.service for pod in node.pods}))
+        return _NodeLayout(self._layout_key(node, services), services, list(groups.values()))
+
+    def _layout_key(self, node: Node, services: tuple[int, ...]) -> tuple:
+        return (node.version, *(self.services[i].version for i in services))
 
     def _pod_demand(self, svc: ServiceRuntime, pod: Pod, start: int, end: int, loads: dict[int, tuple[float, float]]) -> float:
         """The CPU a ready pod needs on average over [start, end): its share of the load (by capacity)."""

@@ -162,6 +162,8 @@ def train(
     resume: Optional[Path] = typer.Option(None, help="Continue from a checkpoint (.zip with its normalization beside it)."),
     output_dir: Optional[str] = typer.Option(None, help="Override the config's output directory."),
     timesteps: Optional[int] = typer.Option(None, min=1, help="Override the config's total timesteps."),
+    traces: Optional[str] = typer.Option(None, help="Your own load history (a directory of CSV traces): trained on "
+                                         "its first part, validated on its last (written to OUTPUT/traces/)."),
 ) -> None:
     """Train a PPO policy in the simulator (needs the 'train' extra)."""
     import dataclasses
@@ -173,6 +175,10 @@ def train(
         settings = dataclasses.replace(settings, output_dir=output_dir)
     if timesteps is not None:
         settings = dataclasses.replace(settings, total_timesteps=timesteps)
+    if traces is not None:
+        if not Path(traces).is_dir() or not any(Path(traces).glob("*.csv")):
+            raise UserInputError("--traces", f"{traces}: no directory of *.csv traces")
+        settings = dataclasses.replace(settings, train_traces=traces)
     _require_training_extra()
     from rlscale.training.train import train as run_training
 

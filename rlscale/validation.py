@@ -211,8 +211,8 @@ class Reader:
         raw = self._raw(key, default)
         if raw is default and default is not _REQUIRED:
             return raw
-        if not isinstance(raw, list) or not raw or not all(isinstance(v, str) for v in raw):
-            raise self.fail(key, f"expected a non-empty list of strings, got {_kind(raw)}")
+        if not (isinstance(raw, list) and raw and all(isinstance(v, str) and v for v in raw)):
+            raise self.fail(key, f"expected a non-empty list of non-empty strings, got {_kind(raw)}")
         return tuple(raw)
 
     def _child(self, key: str) -> str:

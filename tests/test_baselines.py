@@ -174,3 +174,20 @@ def test_baselines_file_fixes_the_settings(tmp_path: Path) -> None:
 def test_bad_ground_truth_input(tmp_path: Path, changes, top, field: str, message: str) -> None:
     path = write_scenario(tmp_path, changes, **top)
     assert_one_line_error(run_cli("simulate", "--scenario", str(path)), f"{path}: {field}: ", message)
+
+
+def test_handing_a_service_back_restores_its_hpa_as_configured() -> None:
+    from rlscale.env.backend import SimBackend
+    from rlscale.env.state import Decision
+
+    scenario = make_scenario()
+    spec = scenario.services[0]
+    backend = SimBackend(scenario, duration_s=600)
+    backend.reset(np.random.default_rng(0))
+    resources = (spec.cpu_request, spec.cpu_limit, spec.memory_request, spec.memory_limit)
+    backend.apply({"svc": Decision(2, *resources, hpa_target_utilization=9000, hpa_scale_up="slow", hpa_tolerance=0.3,
+                                   hpa_floor=True)})
+    tuned = backend.sim.service("svc").hpa_spec
+    assert (tuned.min_replicas, tuned.max_replicas, tuned.target_cpu_utilization_percent) == (2, 20, 9000)
+    backend.apply({"svc": Decision(None, *resources)})  # e.g. a safety-net fallback
+    assert backend.sim.service("svc").hpa_spec == spec.hpa  # target, behavior and tolerance back, not only the bounds

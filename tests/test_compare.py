@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -109,16 +110,20 @@ def test_report_plots_and_tables_match_the_json(tmp_path: Path) -> None:
     header, rows = table[0], table[2:]
     columns = [c.strip() for c in header.strip("|").split("|")]
     keys = {"cost ($)": "cost", "cost vs HPA frontier at equal SLO": "cost_vs_frontier", "cost vs hpa-tuned": "cost_vs_reference", "SLO-violating intervals": "slo_violation_rate",
-            "p95 latency (s)": "p95_latency_s", "drop rate": "drop_rate", "OOM kills": "oom_kills",
+            "p95 latency (s)": "p95_latency_s", "dropped": "drop_rate", "OOM kills": "oom_kills",
             "scaling actions": "scaling_actions", "replica-hours": "replica_hours", "CPU core-hours": "cpu_core_hours"}
     assert {row.split("|")[1].strip() for row in rows} == set(summary)
     for row in rows:
         cells = [c.strip() for c in row.strip("|").split("|")]
         policy = cells[0]
         for column, cell in zip(columns[1:], cells[1:]):
-            if cell == "— ± —":  # what the bound has no figure for
+            if cell == "—":  # what the bound has no figure for
                 assert np.isnan(summary[policy][keys[column]]["mean"]) and policy == "bound"
                 continue
-            mean, std = (float(x) for x in cell.split(" ± "))
-            assert mean == pytest.approx(summary[policy][keys[column]]["mean"], rel=1e-3, abs=1e-9)
-            assert std == pytest.approx(summary[policy][keys[column]]["std"], rel=1e-3, abs=1e-9)
+            scale = 100.0 if cell.endswith("%") else 1.0  # rates are written as percentages
+            mean, std = (float(x.rstrip("%")) / scale for x in cell.split(" ± "))
+            assert mean == pytest.approx(summary[policy][keys[column]]["mean"], rel=1e-3, abs=5e-5)
+            assert std == pytest.approx(summary[policy][keys[column]]["std"], rel=1e-3, abs=5e-5)
+    assert "Tuned baselines" in markdown and "{'" not in markdown  # words, not reprs
+    rate_cells = [row.strip("|").split("|")[columns.index(c)].strip() for row in rows for c in ("SLO-violating intervals", "dropped")]
+    assert all(re.fullmatch(r"\d+\.\d\d% ± \d+\.\d\d%|—", cell) for cell in rate_cells), rate_cells  # never 2.3e-60

@@ -213,14 +213,16 @@ def test_live_cluster_env_steps_with_the_simulated_envs_spaces() -> None:
         try:
             observation, _ = env.reset(seed=0)
             assert env.observation_space.contains(observation)
-            double = (codec.REPLICA_FACTORS.index(2.0), codec.CPU_FACTORS.index(1.0), codec.MEMORY_FACTORS.index(1.0))
+            # the most replicas an action can ask for: 30% of a quarter of the top CPU limit, planned for the peak
+            most = (codec.UTILIZATIONS.index(0.3), 0, codec.ANTICIPATIONS.index("peak"), codec.REQUEST_SHARES.index(1.0))
             for _ in range(3):
-                observation, reward, terminated, truncated, info = env.step(double)
+                observation, reward, terminated, truncated, info = env.step(most)
                 assert env.observation_space.contains(observation) and not (terminated or truncated)
-                assert reward == reward and info["services"]["default/web"]["decision"]["replicas"] >= 2  # a number; replicas chosen
+                decision = info["services"]["default/web"]["decision"]
+                assert reward == reward and decision["hpa_floor"]  # a number; a floor under the HPA
+                assert hpa_bounds(cluster)[:2] == (decision["replicas"], 20)  # the floor is the HPA's minimum
         finally:
             env.close()
-        assert hpa_bounds(cluster)[0] >= 4  # the doubling moves reached the HPA's bounds
 
 
 def test_two_controllers_exactly_one_acts_and_the_other_takes_over(tmp_path) -> None:

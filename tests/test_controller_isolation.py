@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from rlscale.agent.learned import LearnedPolicy, shipped_model
 from rlscale.agent.policy import Policy
 from rlscale.env.state import Decision, ServiceState
 
@@ -29,8 +30,9 @@ NAMES = ("a", BAD, "c")
     ({"rlscale.io/min-replicas": "5", "rlscale.io/max-replicas": "2"}, "exceeds"),
     ({"rlscale.io/container": "sidecar"}, "sidecar"),
     ({"rlscale.io/paused": "maybe"}, "paused"),
+    ({"rlscale.io/workers-cores": "0"}, "workers-cores"),
 ], ids=["replicas-word", "range-half", "original-not-json", "slo-zero", "slo-inf", "slo-nan", "quantile-one", "min-above-max",
-        "no-such-container", "paused-word"])
+        "no-such-container", "paused-word", "workers-zero"])
 def test_a_malformed_annotation_fails_that_service_alone(prometheus, annotations: dict[str, str], fragment: str) -> None:
     with cluster_for(prometheus, *NAMES) as cluster:
         patch_hpa(cluster, BAD, {"metadata": {"annotations": annotations}})
@@ -104,3 +106,15 @@ def test_a_non_finite_observation_is_refused_for_that_service_alone(prometheus) 
         step(controller)
         assert failing(controller) == {f"{NS}/{BAD}": "InvalidObservation"}
         assert bounds(cluster, "a")[:2] == (3, 3) and bounds(cluster, BAD)[:2] == (1, 20)
+
+
+def test_workers_cores_annotation_caps_the_learned_policys_cpu_limits(prometheus) -> None:
+    """What the workers can use is the top of the learned policy's CPU levels live, as in simulation."""
+    with cluster_for(prometheus, *NAMES) as cluster:
+        patch_hpa(cluster, BAD, {"metadata": {"annotations": {"rlscale.io/workers-cores": "250m",
+                                                               "rlscale.io/cpu-limit-range": "100m,2"}}})
+        controller = controller_for(cluster, prometheus, LearnedPolicy.load(shipped_model("default")))
+        step(controller)
+        assert controller.backend.spec(f"{NS}/{BAD}").workers_cores == 0.25
+        assert controller.backend.spec(f"{NS}/a").workers_cores is None
+        assert controller.policy.context.spec(f"{NS}/{BAD}").workers_cores == 0.25  # what the codec reads

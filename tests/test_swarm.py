@@ -251,10 +251,11 @@ def test_live_cluster_env_steps_on_swarm_with_the_simulated_envs_spaces(rig) -> 
         try:
             observation, _ = env.reset(seed=0)
             assert env.observation_space.contains(observation)
-            double = (codec.REPLICA_FACTORS.index(2.0), codec.CPU_FACTORS.index(1.0), codec.MEMORY_FACTORS.index(1.0))
-            observation, reward, terminated, truncated, info = env.step(double)
+            most = (codec.UTILIZATIONS.index(0.3), 0, codec.ANTICIPATIONS.index("peak"), codec.REQUEST_SHARES.index(1.0))
+            observation, reward, terminated, truncated, info = env.step(most)
             assert env.observation_space.contains(observation) and reward == reward and not (terminated or truncated)
-            assert info["services"][service.name]["decision"]["replicas"] == 2 == replicas(rig, service.name)
+            decision = info["services"][service.name]["decision"]
+            assert decision["hpa_floor"] and decision["replicas"] <= replicas(rig, service.name)  # rlscale's HPA above the floor
         finally:
             env.close()
             controller.shutdown()

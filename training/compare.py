@@ -213,7 +213,7 @@ def run_comparison(
             figures = summary.figures()
             service_records.append(
                 {"policy": job.policy.name, "trace": job.case.name, "seed": job.seed, "service": name,
-                 **{m: figures[m] for m in METRICS}}
+                 **{m: figures[m] for m in METRICS}, "fallbacks": summary.fallbacks}
             )
             if summary.series is not None:
                 series.setdefault((job.policy.name, job.case.name), {})[name] = summary.series

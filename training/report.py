@@ -1,5 +1,6 @@
 """The comparison as a report: `report.md` with PNG plots beside it, and a self-contained
-`report.html` (plots embedded), readable in a minute.
+`report.html` (plots embedded), readable in a minute; both rendered from the same document
+(`report_document`).
 
 Plots: the HPA frontier (the HPA's cost against SLO-violating intervals over its CPU targets)
 with every policy's point and the physical bound, which the summary leads with; for each load
@@ -9,40 +10,15 @@ cumulative cost) for every policy; cost relative to the tuned HPA with error bar
 
 from __future__ import annotations
 
-import base64
-import html
 import re
 from pathlib import Path
 
 import numpy as np
 
-from rlscale.env.scenario import PRICE_RULE_TEXT
 from rlscale.errors import UserInputError
+from rlscale.training import report_document
 from rlscale.training.compare import Comparison
 from rlscale.training.policies import REFERENCE
-
-SUMMARY_COLUMNS = (
-    ("cost", "cost ($)"),
-    ("cost_vs_frontier", "cost vs HPA frontier at equal SLO"),
-    ("cost_vs_reference", f"cost vs {REFERENCE}"),
-    ("slo_violation_rate", "SLO-violating intervals"),
-    ("p95_latency_s", "p95 latency (s)"),
-    ("drop_rate", "drop rate"),
-    ("oom_kills", "OOM kills"),
-    ("scaling_actions", "scaling actions"),
-    ("replica_hours", "replica-hours"),
-    ("cpu_core_hours", "CPU core-hours"),
-)
-
-
-def number(value: float) -> str:
-    """How every figure is written in the report (4 significant digits; '—' where it does not apply)."""
-    return "—" if np.isnan(value) else f"{value:.4g}"
-
-
-def cost_rule(comparison: Comparison) -> str:
-    return f"Cost: CPU and memory billed by {PRICE_RULE_TEXT[comparison.scenario.prices.rule]} (prices.rule)."
-
 
 def write_report(comparison: Comparison, out_dir: Path) -> list[Path]:
     """Write the plots, `report.md` and `report.html`; the files written."""
@@ -60,9 +36,9 @@ def write_report(comparison: Comparison, out_dir: Path) -> list[Path]:
     colors = {p: plt.get_cmap("tab20")(i % 20) for i, p in enumerate(comparison.policies)}
     plots = [_frontier_plot(comparison, out_dir, plt, colors), *_timelines(comparison, out_dir, plt, colors),
              _relative_cost(comparison, out_dir, plt, colors)]
-    markdown = _markdown(comparison, plots)
-    (out_dir / "report.md").write_text(markdown)
-    (out_dir / "report.html").write_text(_html(comparison, markdown, out_dir))
+    blocks = report_document.document(comparison, plots)
+    (out_dir / "report.md").write_text(report_document.markdown(blocks))
+    (out_dir / "report.html").write_text(report_document.page(blocks, out_dir, f"rlscale comparison: {comparison.scenario.name}"))
     return [*plots, out_dir / "report.md", out_dir / "report.html"]
 
 
@@ -162,77 +138,3 @@ def _relative_cost(comparison: Comparison, out_dir: Path, plt, colors) -> Path:
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
-
-
-def summary_markdown(comparison: Comparison) -> str:
-    """The summary table in Markdown: 'mean ± std' per policy and metric, as in the JSON."""
-    summary = comparison.summary()
-    lines = ["| policy | " + " | ".join(title for _, title in SUMMARY_COLUMNS) + " |",
-             "|---" * (len(SUMMARY_COLUMNS) + 1) + "|"]
-    for policy in comparison.rows:
-        cells = [f"{number(summary[policy][key]['mean'])} ± {number(summary[policy][key]['std'])}" for key, _ in SUMMARY_COLUMNS]
-        lines.append(f"| {policy} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def _markdown(comparison: Comparison, plots: list[Path]) -> str:
-    by_load = comparison.by_load()
-    loads = [case.name for case in comparison.cases]
-    parts = [
-        f"# rlscale comparison: {comparison.scenario.name}\n",
-        f"{len(comparison.policies)} policies on {len(loads)} loads ({', '.join(loads)}), "
-        f"{len(comparison.seeds)} seeds each. Figures are means ± standard deviation over seeds of the "
-        f"mean over loads. Rates are fractions (0.01 = 1%). {cost_rule(comparison)}\n",
-        "## Summary\n",
-        "![cost against SLO-violating intervals, with the HPA frontier](frontier.png)\n",
-        summary_markdown(comparison),
-        f"\n![cost relative to {REFERENCE}](cost-vs-hpa-tuned.png)\n",
-        f"\n## Per load: cost vs {REFERENCE} / SLO-violating intervals\n",
-        "| policy | " + " | ".join(loads) + " |",
-        "|---" * (len(loads) + 1) + "|",
-    ]
-    for policy in comparison.rows:
-        cells = [
-            f"{number(by_load[policy][load]['cost_vs_reference']['mean'])} / {number(by_load[policy][load]['slo_violation_rate']['mean'])}"
-            for load in loads
-        ]
-        parts.append(f"| {policy} | " + " | ".join(cells) + " |")
-    parts.append(f"\n## Tuned baselines\n\nTuned on {comparison.tuning_source}.\n")
-    for policy, settings in comparison.to_json()["tuning"]["settings"].items():
-        parts.append(f"- **{policy}**: `{settings}`")
-    parts.append("\n## Runs over time (seed 0)\n")
-    for plot in plots:
-        if plot.name.startswith("timeline-"):
-            parts.append(f"![{plot.stem}]({plot.name})\n")
-    return "\n".join(parts) + "\n"
-
-
-def _html(comparison: Comparison, markdown: str, out_dir: Path) -> str:
-    """A self-contained page: the Markdown's tables as HTML, the plots embedded as data URIs."""
-    body = []
-    rows: list[str] = []
-    for line in markdown.splitlines():
-        image = re.fullmatch(r"!\[(.*)\]\((.*)\)", line.strip())
-        if line.startswith("|"):
-            if not set(line) <= set("|-"):
-                tag = "th" if not rows else "td"
-                rows.append("<tr>" + "".join(f"<{tag}>{html.escape(c.strip())}</{tag}>" for c in line.strip("|").split("|")) + "</tr>")
-            continue
-        if rows:
-            body.append("<table>" + "".join(rows) + "</table>")
-            rows = []
-        if image:
-            data = base64.b64encode((out_dir / image.group(2)).read_bytes()).decode()
-            body.append(f'<img alt="{html.escape(image.group(1))}" src="data:image/png;base64,{data}">')
-        elif line.startswith("#"):
-            level = len(line) - len(line.lstrip("#"))
-            body.append(f"<h{level}>{html.escape(line.lstrip('#').strip())}</h{level}>")
-        elif line.strip():
-            body.append(f"<p>{html.escape(line)}</p>")
-    if rows:
-        body.append("<table>" + "".join(rows) + "</table>")
-    style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
-             "table{border-collapse:collapse;margin:1em 0;font-size:13px}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}"
-             "td:first-child,th:first-child{text-align:left}img{max-width:100%;display:block;margin:1em 0}")
-    title = html.escape(f"rlscale comparison: {comparison.scenario.name}")
-    return f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title><style>{style}</style></head><body>{''.join(body)}</body></html>\n"

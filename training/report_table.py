@@ -9,6 +9,7 @@ from rich.table import Table
 
 from rlscale.training.compare import Comparison
 from rlscale.training.policies import REFERENCE
+from rlscale.training.report_document import tuned_text
 from rlscale.env.scenario import PRICE_RULE_TEXT
 
 COLUMNS = (
@@ -63,17 +64,4 @@ def print_comparison(console: Console, comparison: Comparison) -> None:
     console.print(detail)
     console.print(f"Baselines tuned on {comparison.tuning_source}:")
     for policy, report in comparison.tuned.report.items():
-        console.print(f"  {policy}: {_tuned_text(report)}", highlight=False)
-
-
-def _tuned_text(report: dict) -> str:
-    if "fraction" in report:
-        met = "" if report["budget_met"] else " (no fraction met every SLO budget; least excess)"
-        return f"{report['fraction']:.1%} of the cluster's CPU{met}"
-    parts = []
-    for service, r in report.items():
-        knobs = ", ".join(f"{key.replace('_', ' ')} {value:g}" if isinstance(value, float) else f"{key.replace('_', ' ')} {value}"
-                          for key, value in r["setting"].items() if value is not None)
-        met = "" if r["budget_met"] else f"; budget {r['slo_budget']:.0%} not met: least violating"
-        parts.append(f"{service}: {knobs}{met}")
-    return "; ".join(parts)
+        console.print(f"  {policy}: {tuned_text(report)}", highlight=False)
