@@ -218,10 +218,12 @@ class LearnedPolicy(Policy):
         decisions = {}
         for i, name in enumerate(names):
             history = self._histories[name]
-            if self.safety.check(states[name], observations[i], logits[i], float(observations[i][0])) is not None:
+            finite = bool(np.all(np.isfinite(observations[i])) and np.all(np.isfinite(logits[i])))
+            proposal = codec.decode(actions[i], history, workers_cores=self._workers_cores(name)) if finite else None
+            if self.safety.check(states[name], observations[i], logits[i], float(observations[i][0]), proposal) is not None:
                 decisions[name] = self._fallback(states[name])
             else:
-                decisions[name] = codec.decode(actions[i], history, workers_cores=self._workers_cores(name))
+                decisions[name] = proposal  # type: ignore[assignment]
             codec.applied(history, decisions[name])
         return decisions
 

@@ -10,10 +10,10 @@ import pytest
 
 from rlscale.agent.learned import ExportedPolicy, LearnedPolicy, PolicyNetwork
 from rlscale.agent.policy import EpisodeContext
-from rlscale.agent.safety import OOD_MIN_STD, OOD_SIGMAS, RUNAWAY_HOLD_S, RUNAWAY_INTERVALS
+from rlscale.agent.safety import OOD_MIN_STD, OOD_SIGMAS, RUNAWAY_HOLD_S, RUNAWAY_INTERVALS, SafetyNet
 from rlscale.env import codec
 from rlscale.env.scenario import load_scenario
-from rlscale.env.state import ServiceState
+from rlscale.env.state import Decision, ServiceState
 
 SCENARIO = load_scenario("image-classification")
 SPEC = SCENARIO.services[0]
@@ -85,13 +85,50 @@ def _recorded(s: ServiceState) -> codec.History:
     return history
 
 
-def test_replicas_at_the_bound_with_nothing_to_do_are_a_runaway() -> None:
-    p = policy(network(var=np.full(codec.OBSERVATION_SIZE, 10.0)))
-    top = SPEC.bounds.max_replicas
-    crowded = [state(600.0 + 30 * i, replicas_desired=top, replicas_ready=top, cpu_usage=0.001) for i in range(RUNAWAY_INTERVALS)]
-    decisions = [p.decide(s) for s in crowded]
-    assert not any(is_fallback(d) for d in decisions[:-1]) and is_fallback(decisions[-1])
-    later = state(crowded[-1].time_s + RUNAWAY_HOLD_S / 2)  # held back, even once things look normal
-    assert is_fallback(p.decide(later))
-    assert not is_fallback(p.decide(state(crowded[-1].time_s + RUNAWAY_HOLD_S + 30)))
-    assert p.fallbacks(SPEC.name)["Runaway"] == 2
+TOP, LEAST = SPEC.bounds.max_replicas, SPEC.bounds.min_replicas
+CROWDED = dict(replicas_desired=TOP, replicas_ready=TOP, cpu_usage=0.001)  # at the top, the CPU idle
+
+
+def asks(replicas: int | None, cpu_request: float = SPEC.cpu_request, floor: bool = True, target: int | None = 80) -> Decision:
+    return Decision(replicas, cpu_request, SPEC.cpu_limit, SPEC.memory_request, SPEC.memory_limit,
+                    hpa_floor=floor, hpa_target_utilization=target)
+
+
+def watched(net: SafetyNet, proposal: Decision, t0: float = 600.0, **changes) -> list[str | None]:
+    """The safety net's verdicts on `RUNAWAY_INTERVALS` intervals of the same state and proposal."""
+    size = codec.OBSERVATION_SIZE
+    verdicts = []
+    for i in range(RUNAWAY_INTERVALS):
+        s = state(t0 + 30 * i, **changes)
+        verdicts.append(net.check(s, np.zeros(size), np.zeros(sum(codec.ACTION_NVEC)), s.cpu_usage / s.cpu_limit, proposal))
+    return verdicts
+
+
+def calm_net() -> SafetyNet:
+    return SafetyNet.from_statistics(np.zeros(codec.OBSERVATION_SIZE), np.full(codec.OBSERVATION_SIZE, 100.0))
+
+
+@pytest.mark.parametrize(("changes", "proposal", "runaway"), [
+    (CROWDED, asks(TOP), True),
+    (CROWDED, asks(TOP, floor=False), True),  # pinned there
+    (CROWDED, asks(LEAST, cpu_request=0.01, target=1), True),  # a floor at the minimum, and an HPA target that holds the top
+    (CROWDED, asks(LEAST), False),  # the HPA's scale-down stabilization still holds the top: the network asks the least
+    (CROWDED, asks(None), True),  # handed to the HPA, which sits at the top idle
+    (dict(CROWDED, cpu_usage=0.09), asks(TOP), False),  # busy enough
+    (dict(load_rps=0.0, cpu_usage=0.0), asks(2, cpu_request=SPEC.bounds.max_cpu_limit), True),  # hoarding while idle
+    (dict(load_rps=0.0, cpu_usage=0.0), asks(LEAST, cpu_request=SPEC.bounds.max_cpu_limit), False),  # at the minimum
+], ids=["floor-top", "pinned-top", "target-holds-top", "hpa-lingers", "hpa-idle-top", "busy", "hoarding", "hoarding-at-min"])
+def test_a_runaway_is_what_the_network_holds_for_ten_intervals(changes: dict, proposal: Decision, runaway: bool) -> None:
+    verdicts = watched(calm_net(), proposal, **changes)
+    assert verdicts[:-1] == [None] * (RUNAWAY_INTERVALS - 1)
+    assert verdicts[-1] == ("Runaway" if runaway else None)
+
+
+def test_a_runaway_holds_the_hpa_in_charge_for_the_hold() -> None:
+    net = calm_net()
+    assert watched(net, asks(TOP), **CROWDED)[-1] == "Runaway"
+    last = 600.0 + 30 * (RUNAWAY_INTERVALS - 1)
+    sane = asks(3)
+    assert watched(net, sane, t0=last + RUNAWAY_HOLD_S / 2)[0] == "Runaway"  # held back, even once things look normal
+    assert watched(net, sane, t0=last + RUNAWAY_HOLD_S + 30) == [None] * RUNAWAY_INTERVALS
+    assert net.fired[(SPEC.name, "Runaway")] == 1 + RUNAWAY_INTERVALS  # every held decision counts
