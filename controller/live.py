@@ -73,11 +73,6 @@ class ManagedService(Protocol):
     def owned(self) -> str: ...  # what rlscale changes of it, as it is now (for people)
 
 
-def local_time_of_day(now: float) -> float:
-    """Seconds since local midnight (DESIGN: the service's local wall-clock time of day, as in the simulator)."""
-    return (now + time.localtime(now).tm_gmtoff) % 86_400
-
-
 class LiveBackend:
     """The calls every live backend answers the same way; the platform's own are left to the subclass."""
 

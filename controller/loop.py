@@ -24,13 +24,13 @@ from rlscale.controller.api_errors import CLIENT_ERRORS, ApiFailure
 from rlscale.controller.clock import Clock
 from rlscale.controller.config import ControllerConfig
 from rlscale.controller.events import Events
-from rlscale.controller.guard import Guarded, History, InvalidDecision, check, guard, remember, same_resources
+from rlscale.controller.guard import Guarded, History, InvalidDecision, check, guard, remember
 from rlscale.controller.leader import LeaseElector
 from rlscale.controller.live import LiveBackend
 from rlscale.controller.policy_check import refuse_non_finite
 from rlscale.controller.problems import POLICY_REASONS, reason_code
 from rlscale.controller.telemetry import Telemetry
-from rlscale.env.state import ServiceState
+from rlscale.env.state import ServiceState, same_resources
 
 
 class Controller:

@@ -70,16 +70,16 @@ def canned_states() -> dict[str, ServiceState]:
     base = ServiceState(
         name="self-test/idle", time_s=0.0, time_of_day_s=43_200.0, load_rps=1.0, replicas_desired=2, replicas_ready=2,
         replicas_pending=0, cpu_request=0.25, cpu_limit=0.5, memory_request=256 * MIB, memory_limit=512 * MIB, cpu_usage=0.02,
-        cpu_throttled_fraction=0.0, memory_working_set=150 * MIB, latency_quantile_s=0.05, latency_mean_s=0.03, slo_latency_s=0.5,
-        slo_quantile=0.95, slo_violation_fraction=0.0, drop_fraction=0.0, oom_kills=0, cluster_cpu_headroom=8.0,
-        cluster_memory_headroom=0.0, bounds=bounds)
+        cpu_throttled_fraction=0.0, memory_working_set=150 * MIB, latency_quantile_s=0.05, slo_latency_s=0.5,
+        slo_quantile=0.95, slow_request_fraction=0.0, drop_fraction=0.0, oom_kills=0, pool_cpu_headroom=8.0,
+        pool_memory_headroom=32 * 1024 * MIB, bounds=bounds)
     return {
         "self-test/idle": base,
         "self-test/busy": dataclasses.replace(base, name="self-test/busy", load_rps=40.0, replicas_desired=4, replicas_ready=4,
-                                              cpu_usage=0.35, latency_quantile_s=0.3, latency_mean_s=0.12),
+                                              cpu_usage=0.35, latency_quantile_s=0.3),
         "self-test/overloaded": dataclasses.replace(base, name="self-test/overloaded", load_rps=200.0, cpu_usage=0.5,
-                                                    cpu_throttled_fraction=0.6, latency_quantile_s=4.0, latency_mean_s=2.0,
-                                                    slo_violation_fraction=0.8, drop_fraction=0.2),
+                                                    cpu_throttled_fraction=0.6, latency_quantile_s=4.0,
+                                                    slow_request_fraction=0.8, drop_fraction=0.2),
     }
 
 
@@ -102,6 +102,8 @@ def refuse_non_finite(state: ServiceState) -> str | None:
         value = getattr(state, field.name)
         if isinstance(value, float) and not math.isfinite(value):
             return f"{field.name} is {value}"
-    if not np.all(np.isfinite(codec.encode(state))):
+    alone = codec.History()  # the state's own features (the policy's history adds only finite ones to them)
+    alone.record(state)
+    if not np.all(np.isfinite(codec.encode(alone))):
         return "its observation is not finite"
     return None

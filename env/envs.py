@@ -110,7 +110,7 @@ class ClusterEnv(gym.Env):
             "cost": stats.cost,
             "cost_units": terms["cost"],
             "slo_violation": after.latency_quantile_s > spec.slo_latency_s,
-            "slow_fraction": after.slo_violation_fraction,
+            "slow_fraction": after.slow_request_fraction,
             "dropped": stats.dropped,
             "drop_fraction": after.drop_fraction,
             "oom_kills": stats.oom_kills,

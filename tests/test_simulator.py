@@ -139,7 +139,7 @@ def test_pods_that_fit_nowhere_stay_pending() -> None:
     assert svc.replicas > 3  # the HPA wants more than the node holds
     assert sum(p.node is not None for p in svc.pods) == 3
     assert state.replicas_pending == svc.replicas - 3 and state.replicas_ready == 3
-    assert state.cluster_cpu_headroom == pytest.approx(0.0)
+    assert state.pool_cpu_headroom == pytest.approx(0.0)
 
 
 def test_high_priority_service_preempts_low_priority_pods() -> None:

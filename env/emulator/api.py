@@ -26,6 +26,7 @@ from rlscale.env.emulator.store import Key, ObjectStore
 from rlscale.env.queueing import mixture_survival
 from rlscale.env.scenario import Scenario
 from rlscale.env.simulator import Simulator
+from rlscale.env.state import local_time_of_day
 
 SIM_RESOURCES = ("deployments", "horizontalpodautoscalers", "pods")
 STORED_RESOURCES = ("leases", "events")
@@ -97,8 +98,10 @@ class ClusterApi:
         self.store = ObjectStore(self.lock)
         self.namespace = namespace
         self.scenario = scenario
-        self.sim = Simulator(scenario, np.random.default_rng(seed), duration_s=duration_s)
         self.base = start or datetime.now(timezone.utc).replace(microsecond=0)
+        # the simulated services live on the emulator's clock (`ServiceState.time_of_day_s`)
+        self.sim = Simulator(scenario, np.random.default_rng(seed), duration_s=duration_s,
+                             start_time_of_day_s=local_time_of_day(self.base.timestamp()))
         self.telemetry = Telemetry([s.name for s in scenario.services])
         self._meta: dict[tuple[str, str], dict[str, Any]] = {}
         self._specs: dict[tuple[str, str], Any] = {}

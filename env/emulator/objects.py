@@ -24,6 +24,7 @@ from rlscale.validation import Reader
 
 APP_LABEL = "app"
 Resources = tuple[float, float, float, float]
+NODE_POOL_LABEL = "rlscale.io/node-pool"  # the label of the emulator's nodes that names their pool
 
 
 class Invalid(ValueError):
@@ -71,8 +72,12 @@ def container_resources(obj: dict[str, Any], container: str, where: str) -> Reso
 
 
 def default_pod_spec(svc: ServiceRuntime) -> dict[str, Any]:
+    """A service's pods: its container and, for a service of one node pool, the nodeSelector that keeps them there."""
     name = svc.spec.name
-    return {"containers": [{"name": name, "image": f"rlscale/{name}:simulated", "resources": resources_json(svc.template)}]}
+    spec: dict[str, Any] = {"containers": [{"name": name, "image": f"rlscale/{name}:simulated", "resources": resources_json(svc.template)}]}
+    if svc.spec.node_pool is not None:
+        spec["nodeSelector"] = {NODE_POOL_LABEL: svc.spec.node_pool}
+    return spec
 
 
 def with_resources(pod_spec: dict[str, Any], container: str, resources: Resources) -> dict[str, Any]:
