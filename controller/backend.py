@@ -21,7 +21,7 @@ from rlscale.controller.caches import Caches
 from rlscale.controller.clock import Clock
 from rlscale.controller.config import ORIGINAL_BOUNDS, ControllerConfig
 from rlscale.controller.discovery import Managed, Scale, describe_setting, pods_by_deployment, resolve, service_key, split_selected
-from rlscale.controller.live import LiveBackend, LiveSpec
+from rlscale.controller.live import LiveBackend
 from rlscale.controller.metrics_source import AppQuery, ServiceMetrics, ServiceQuery, read_services
 from rlscale.controller.ownership import Setting, own, pin_patch, remembered_write, restore_patch
 from rlscale.controller.problems import ServiceProblem
@@ -36,7 +36,7 @@ class KubernetesBackend(LiveBackend):
 
     def __init__(self, config: ControllerConfig, rest: Rest, caches: Caches, prometheus: Prometheus, actuator: Actuator,
                  clock: Clock) -> None:
-        super().__init__(config, clock, "live")
+        super().__init__(config, clock)
         self.rest, self.caches, self.prometheus, self.actuator = rest, caches, prometheus, actuator
         self.services: dict[str, Managed] = {}
         self.problem_hpas: dict[str, HpaView] = {}  # the HPAs of the services with problems
@@ -91,11 +91,6 @@ class KubernetesBackend(LiveBackend):
             raise ServiceProblem("TargetInvalid", f"{service_key(hpa)}: the /scale of {kind} {name!r} is not JSON") from None
         return Scale(int((scale.get("spec") or {}).get("replicas") or 0), str((scale.get("status") or {}).get("selector") or ""))
 
-    def spec(self, key: str) -> LiveSpec:
-        m = self.services[key]
-        return LiveSpec(key, m.resources[0], m.resources[2], m.settings.slo_quantile, m.settings.slo_latency_s,
-                        m.settings.workers_cores)
-
     # -- observing -------------------------------------------------------------------------------
 
     def sync(self) -> None:
@@ -127,7 +122,7 @@ class KubernetesBackend(LiveBackend):
         ready = len(managed.ready_pods)
         desired = managed.replicas
         app = metrics.app
-        self._record(managed.key, app, desired, resources, int(round(metrics.oom_kills)))
+        self._record(managed.key, desired, resources)
         now = self.clock.now()
         return ServiceState(
             name=managed.key, time_s=now, time_of_day_s=local_time_of_day(now), load_rps=app.load_rps,
@@ -151,7 +146,7 @@ class KubernetesBackend(LiveBackend):
 
     # -- acting ----------------------------------------------------------------------------------
 
-    def apply_one(self, key: str, decision: Decision, current: ServiceState | None = None) -> list[str]:
+    def apply_one(self, key: str, decision: Decision, current: ServiceState) -> list[str]:
         """Actuate one (already guarded) decision through the HPA, writing only what changes; what changed.
 
         Replicas are pinned (`headroom` above them), or with `hpa_floor` the HPA's minimum below the
@@ -173,7 +168,7 @@ class KubernetesBackend(LiveBackend):
                 changes.append("HPA restored")
         elif self._pin(managed, wanted):
             changes.append(describe_setting(wanted))
-        if current is not None and not same_resources(decision, current):
+        if not same_resources(decision, current):
             how = self.actuator.set_resources(managed.container, list(managed.pods), managed.deployment, Resources.of(decision))
             changes.append(f"resources cpu {decision.cpu_request:.3g}/{decision.cpu_limit:.3g} cores, memory "
                            f"{decision.memory_request / 2**20:.0f}/{decision.memory_limit / 2**20:.0f} MiB ({how})")

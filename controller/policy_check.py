@@ -26,7 +26,7 @@ from rlscale.errors import UserInputError
 MIB = 2.0**20
 
 
-def verify_policy(policy: Policy, where: str, path: Path | None, pinned_sha256: str | None, scenario: object) -> None:
+def verify_policy(policy: Policy, where: str, path: Path | None, pinned_sha256: str | None) -> None:
     """Refuse a policy that is not the pinned one, is not finite, or fails its self-test (one line each)."""
     if pinned_sha256 is not None:
         if path is None:
@@ -36,7 +36,7 @@ def verify_policy(policy: Policy, where: str, path: Path | None, pinned_sha256: 
             raise UserInputError(str(path / SUMS_FILE), f"sha256 {found} is not the pinned policy_sha256 {pinned_sha256}")
     if isinstance(policy, LearnedPolicy):
         _verify_network(policy, str(path or where))
-    self_test(policy, where, scenario)
+    self_test(policy, where)
 
 
 def _verify_network(policy: LearnedPolicy, where: str) -> None:
@@ -83,10 +83,10 @@ def canned_states() -> dict[str, ServiceState]:
     }
 
 
-def self_test(policy: Policy, where: str, scenario: object) -> None:
+def self_test(policy: Policy, where: str) -> None:
     states = canned_states()
     try:
-        policy.reset(EpisodeContext(scenario, tuple(states)))  # type: ignore[arg-type]
+        policy.reset(EpisodeContext(None, tuple(states)))
         decisions = policy.decide_all(states)
         for name, state in states.items():
             decision = check(decisions.get(name))

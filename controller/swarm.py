@@ -38,7 +38,7 @@ from rlscale.controller.api_errors import ApiFailure
 from rlscale.controller.clock import Clock
 from rlscale.controller.config import ANNOTATIONS, ControllerConfig
 from rlscale.controller.discovery import service_bounds, split_selected
-from rlscale.controller.live import LiveBackend, LiveSpec
+from rlscale.controller.live import LiveBackend
 from rlscale.controller.metrics_source import AppMetrics, AppQuery, read_apps
 from rlscale.controller.ownership import Ownership, own, remembered_write
 from rlscale.controller.problems import ServiceProblem
@@ -86,7 +86,7 @@ class SwarmBackend(LiveBackend):
     fallback = "its original spec is back"
 
     def __init__(self, config: ControllerConfig, api: Any, prometheus: Prometheus, actuator: SwarmActuator, clock: Clock) -> None:
-        super().__init__(config, clock, "swarm")
+        super().__init__(config, clock)
         self.api, self.prometheus, self.actuator = api, prometheus, actuator
         self.services: dict[str, SwarmManaged] = {}
         self.problem_services: dict[str, dict[str, Any]] = {}  # as listed, the services with problems
@@ -147,11 +147,6 @@ class SwarmBackend(LiveBackend):
         ownership = own(service["ID"], shape, saved, self.memory.get(name), now, self.config.human_edit_cooldown_s)
         bounds = service_bounds(settings, (1, settings.max_replicas), resources, can_resize=True)
         return SwarmManaged(name, service, settings, ownership, saved, bounds, hpa_spec(bounds.min_replicas, bounds.max_replicas, target, window))
-
-    def spec(self, key: str) -> LiveSpec:
-        m = self.services[key]
-        return LiveSpec(key, m.shape.resources()[0], m.shape.resources()[2], m.settings.slo_quantile,
-                        m.settings.slo_latency_s, m.settings.workers_cores)
 
     # -- observing -------------------------------------------------------------------------------
 
@@ -248,7 +243,7 @@ class SwarmBackend(LiveBackend):
         ready = sum(1 for t in tasks if _running(t))
         meant = sum(1 for t in tasks if t.get("DesiredState") == RUNNING)
         periods = sum(u.periods for u in measured)
-        self._record(name, app, shape.replicas, shape.resources(), 0)
+        self._record(name, shape.replicas, Resources(cpu_request, cpu_limit, memory_request, memory_limit))
         return ServiceState(
             name=name, time_s=now, time_of_day_s=local_time_of_day(now), load_rps=app.load_rps,
             replicas_desired=shape.replicas, replicas_ready=ready, replicas_pending=max(0, meant - ready),
@@ -282,7 +277,7 @@ class SwarmBackend(LiveBackend):
 
     # -- acting ----------------------------------------------------------------------------------
 
-    def apply_one(self, key: str, decision: Decision, current: ServiceState | None = None) -> list[str]:
+    def apply_one(self, key: str, decision: Decision, current: ServiceState) -> list[str]:
         """Actuate one (already guarded) decision; what changed, for the log."""
         managed = self.services[key]
         replicas, why = decision.replicas, ""
@@ -294,7 +289,7 @@ class SwarmBackend(LiveBackend):
             replicas = proposal if floor is None else min(max(floor, proposal), managed.bounds.max_replicas)
             why = f" (HPA: {hpa.rescale_reason or 'no change'}{f', floor {floor}' if floor is not None else ''})" if hpa else ""
         wanted = replace(managed.shape, replicas=replicas)
-        resized = current is not None and not same_resources(decision, current)
+        resized = not same_resources(decision, current)
         if resized:
             wanted = wanted.with_resources(Resources.of(decision))
         original = managed.ownership.original

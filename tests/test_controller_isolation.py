@@ -115,6 +115,7 @@ def test_workers_cores_annotation_caps_the_learned_policys_cpu_limits(prometheus
                                                                "rlscale.io/cpu-limit-range": "100m,2"}}})
         controller = controller_for(cluster, prometheus, LearnedPolicy.load(shipped_model("default")))
         step(controller)
-        assert controller.backend.spec(f"{NS}/{BAD}").workers_cores == 0.25
-        assert controller.backend.spec(f"{NS}/a").workers_cores is None
-        assert controller.policy.context.spec(f"{NS}/{BAD}").workers_cores == 0.25  # what the codec reads
+        states, _ = controller.backend.observe_all()
+        assert states[f"{NS}/{BAD}"].workers_cores == 0.25 and states[f"{NS}/a"].workers_cores is None
+        decisions = LearnedPolicy.load(shipped_model("default")).decide_all(states)  # what the codec makes of them
+        assert decisions[f"{NS}/{BAD}"].cpu_limit <= 0.25 and decisions[f"{NS}/a"].cpu_limit == 1.0
