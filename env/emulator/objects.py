@@ -19,11 +19,11 @@ from rlscale.env.hpa_behavior import Behavior
 from rlscale.env.runtime import ServiceRuntime
 from rlscale.env.scenario import behavior_from_config
 from rlscale.errors import UserInputError
+from rlscale.env.state import Resources
 from rlscale.quantity import format_cpu, format_memory, parse_quantity
 from rlscale.validation import Reader
 
 APP_LABEL = "app"
-Resources = tuple[float, float, float, float]
 NODE_POOL_LABEL = "rlscale.io/node-pool"  # the label of the emulator's nodes that names their pool
 
 
@@ -47,7 +47,7 @@ def parse_resources(value: Any, where: str) -> Resources:
     """A container's `resources` as (cpu request, cpu limit, memory request, memory limit)."""
     try:
         requests, limits = value["requests"], value["limits"]
-        parsed = (
+        parsed = Resources(
             parse_quantity(requests["cpu"]),
             parse_quantity(limits["cpu"]),
             parse_quantity(requests["memory"]),
