@@ -70,7 +70,7 @@ def invalid(resource: str, name: str, detail: str) -> ApiError:
     return ApiError(422, "Invalid", f'{KINDS[resource][1]} "{name}" is invalid: {detail}')
 
 
-class Telemetry:
+class RequestCounters:
     """Each service's request counter and latency histogram, cumulative, as an app would export."""
 
     def __init__(self, services: list[str]) -> None:
@@ -102,7 +102,7 @@ class ClusterApi:
         # the simulated services live on the emulator's clock (`ServiceState.time_of_day_s`)
         self.sim = Simulator(scenario, np.random.default_rng(seed), duration_s=duration_s,
                              start_time_of_day_s=local_time_of_day(self.base.timestamp()))
-        self.telemetry = Telemetry([s.name for s in scenario.services])
+        self.telemetry = RequestCounters([s.name for s in scenario.services])
         self._meta: dict[tuple[str, str], dict[str, Any]] = {}
         self._specs: dict[tuple[str, str], Any] = {}
         self._pod_uids: dict[str, str] = {}
