@@ -104,12 +104,19 @@ def test_an_oom_kill_raises_the_memory_limit() -> None:
 def test_decode_always_stays_within_bounds(replicas, cpu_limit, memory_limit, load, usage, ooms, action) -> None:
     s = state(replicas_desired=replicas, cpu_limit=cpu_limit, cpu_request=cpu_limit / 2, memory_limit=memory_limit,
               memory_request=memory_limit / 2, load_rps=load, cpu_usage=usage, oom_kills=ooms)
-    d = codec.decode(action, history(state(), s))
+    h = history(state(), s)
+    d = codec.decode(action, h)
     assert BOUNDS.min_replicas <= d.replicas <= BOUNDS.max_replicas
-    assert BOUNDS.min_cpu_limit <= d.cpu_limit <= BOUNDS.max_cpu_limit
-    assert BOUNDS.min_memory_limit <= d.memory_limit <= BOUNDS.max_memory_limit
     assert 0 < d.cpu_request <= d.cpu_limit and 0 < d.memory_request <= d.memory_limit
     assert 1 <= d.hpa_target_utilization <= codec.MAX_HPA_TARGET
+    # what `clipped` cannot give: the CPU limit is the chosen level, and the replicas the fewest that serve the load
+    top, u = BOUNDS.max_cpu_limit, codec.UTILIZATIONS[action[0]]
+    level = top / 2.0 ** (codec.CPU_LEVELS - 1 - action[1])
+    assert d.cpu_limit == pytest.approx(min(max(level, BOUNDS.min_cpu_limit), BOUNDS.max_cpu_limit))
+    demand = load * (h.cpu_per_request or 0.0)
+    if codec.ANTICIPATIONS[action[2]] == "now" and demand > 0:
+        assert d.replicas == BOUNDS.max_replicas or d.replicas * d.cpu_limit * u >= demand * (1 - 1e-6)
+        assert d.replicas == BOUNDS.min_replicas or (d.replicas - 1) * d.cpu_limit * u < demand
 
 
 @settings(max_examples=300, deadline=None)

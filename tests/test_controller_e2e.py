@@ -191,10 +191,8 @@ def test_api_faults_do_not_crash_and_never_break_bounds(faults: dict[str, Any], 
 
 def test_invalid_policy_output_fails_static() -> None:
     with live() as (cluster, prometheus):
-        controller = build(config_for(prometheus), client_for(cluster.server.url), policy=PerReplica())
-        pin_once(cluster, controller)
-        controller.policy = Broken()
-        controller._policy_services = None
+        pin_once(cluster, build(config_for(prometheus), client_for(cluster.server.url), policy=PerReplica()))
+        controller = build(config_for(prometheus), client_for(cluster.server.url), policy=Broken())  # a restart with a bad policy
         step(controller)
         assert fail_static_reason(controller) == "InvalidPolicyOutput"
         assert hpa_bounds(cluster) == (1, 20, None)

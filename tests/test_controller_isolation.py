@@ -96,13 +96,14 @@ def test_a_batch_that_fails_for_one_service_fails_only_that_one(prometheus) -> N
 def test_a_non_finite_observation_is_refused_for_that_service_alone(prometheus) -> None:
     with cluster_for(prometheus, *NAMES) as cluster:
         controller = controller_for(cluster, prometheus, Fixed(3))
-        original = controller.backend._state
+        observe_all = controller.backend.observe_all
 
-        def poisoned(managed: Any, metrics: Any) -> ServiceState:  # a NaN that got past the metric checks
-            state = original(managed, metrics)
-            return dataclasses.replace(state, cpu_usage=float("nan")) if managed.key.endswith("/" + BAD) else state
+        def poisoned() -> tuple[dict[str, ServiceState], dict[str, Any]]:  # a NaN that got past the metric checks
+            states, problems = observe_all()
+            return {key: dataclasses.replace(s, cpu_usage=float("nan")) if key.endswith("/" + BAD) else s
+                    for key, s in states.items()}, problems
 
-        controller.backend._state = poisoned
+        controller.backend.observe_all = poisoned  # type: ignore[method-assign]
         step(controller)
         assert failing(controller) == {f"{NS}/{BAD}": "InvalidObservation"}
         assert bounds(cluster, "a")[:2] == (3, 3) and bounds(cluster, BAD)[:2] == (1, 20)
