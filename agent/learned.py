@@ -26,7 +26,7 @@ import numpy as np
 from rlscale.agent.policy import EpisodeContext, Policy
 from rlscale.agent.safety import REASONS, SafetyNet
 from rlscale.env import codec
-from rlscale.env.state import Decision, ServiceState
+from rlscale.env.state import Decision, Resources, ServiceState
 from rlscale.errors import UserInputError
 
 FORMAT = "rlscale-policy"
@@ -219,7 +219,7 @@ class LearnedPolicy(Policy):
         for i, name in enumerate(names):
             history = self._histories[name]
             finite = bool(np.all(np.isfinite(observations[i])) and np.all(np.isfinite(logits[i])))
-            proposal = codec.decode(actions[i], history, workers_cores=self._workers_cores(name)) if finite else None
+            proposal = codec.decode(actions[i], history, workers_cores=states[name].workers_cores) if finite else None
             if self.safety.check(states[name], observations[i], logits[i], float(observations[i][0]), proposal) is not None:
                 decisions[name] = self._fallback(states[name])
             else:
@@ -231,15 +231,7 @@ class LearnedPolicy(Policy):
         """The service's HPA in charge, with the resources it had before (the scenario's where known)."""
         try:
             spec = self.context.spec(state.name)
-            resources = (spec.cpu_request, spec.cpu_limit, spec.memory_request, spec.memory_limit)
+            resources = Resources(spec.cpu_request, spec.cpu_limit, spec.memory_request, spec.memory_limit)
         except (AttributeError, KeyError):
-            resources = (state.cpu_request, state.cpu_limit, state.memory_request, state.memory_limit)
+            resources = Resources.of(state)
         return Decision(None, *resources)
-
-    def _workers_cores(self, name: str) -> float | None:
-        """The most CPU the service's workers can use, where the context knows the service."""
-        try:
-            spec = self.context.spec(name)
-        except (AttributeError, KeyError):
-            return None
-        return spec.workers_cores

@@ -16,13 +16,16 @@ from rlscale.env.state import Decision, ServiceState
 class EpisodeContext:
     """What a policy may know about the run it is about to decide for."""
 
-    scenario: Scenario
+    scenario: Scenario | None  # None live: what a policy knows of a service is in its `ServiceState`
     managed: tuple[str, ...]
     # The mean request rate of every second of the run, per service: only a clairvoyant
     # policy (the oracle) reads it, and only a simulated run offers it.
     future_rates: Callable[[str], np.ndarray] | None = None
 
     def spec(self, name: str) -> ServiceSpec:
+        """The simulated service's spec; `KeyError` live (no scenario) or for a service it does not have."""
+        if self.scenario is None:
+            raise KeyError(f"{name}: no scenario (a live cluster)")
         return self.scenario.service(name)
 
 

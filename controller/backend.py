@@ -20,16 +20,15 @@ from rlscale.controller.api_errors import ApiFailure, CLIENT_ERRORS, failure, wi
 from rlscale.controller.caches import Caches
 from rlscale.controller.clock import Clock
 from rlscale.controller.config import ORIGINAL_BOUNDS, ControllerConfig
-from rlscale.controller.guard import resources_of, same_resources
 from rlscale.controller.discovery import Managed, Scale, describe_setting, pods_by_deployment, resolve, service_key, split_selected
-from rlscale.controller.live import LiveBackend, LiveSpec, local_time_of_day
+from rlscale.controller.live import LiveBackend
 from rlscale.controller.metrics_source import AppQuery, ServiceMetrics, ServiceQuery, read_services
 from rlscale.controller.ownership import Setting, own, pin_patch, remembered_write, restore_patch
 from rlscale.controller.problems import ServiceProblem
 from rlscale.controller.prometheus import Prometheus
 from rlscale.controller.rest import Rest
 from rlscale.controller.views import HpaView
-from rlscale.env.state import Decision, ServiceState
+from rlscale.env.state import Decision, Resources, ServiceState, local_time_of_day, same_resources
 
 
 class KubernetesBackend(LiveBackend):
@@ -37,7 +36,7 @@ class KubernetesBackend(LiveBackend):
 
     def __init__(self, config: ControllerConfig, rest: Rest, caches: Caches, prometheus: Prometheus, actuator: Actuator,
                  clock: Clock) -> None:
-        super().__init__(config, clock, "live")
+        super().__init__(config, clock)
         self.rest, self.caches, self.prometheus, self.actuator = rest, caches, prometheus, actuator
         self.services: dict[str, Managed] = {}
         self.problem_hpas: dict[str, HpaView] = {}  # the HPAs of the services with problems
@@ -92,11 +91,6 @@ class KubernetesBackend(LiveBackend):
             raise ServiceProblem("TargetInvalid", f"{service_key(hpa)}: the /scale of {kind} {name!r} is not JSON") from None
         return Scale(int((scale.get("spec") or {}).get("replicas") or 0), str((scale.get("status") or {}).get("selector") or ""))
 
-    def spec(self, key: str) -> LiveSpec:
-        m = self.services[key]
-        return LiveSpec(key, m.resources[0], m.resources[2], m.settings.slo_quantile, m.settings.slo_latency_s,
-                        m.settings.workers_cores)
-
     # -- observing -------------------------------------------------------------------------------
 
     def sync(self) -> None:
@@ -112,7 +106,7 @@ class KubernetesBackend(LiveBackend):
         """Every managed service's state now (from the caches and a handful of queries), and the ones that cannot be known."""
         queries = [ServiceQuery(AppQuery(key, (m.hpa.meta.namespace, m.hpa.meta.name), m.settings.slo_quantile, m.settings.slo_latency_s),
                                 m.hpa.meta.namespace, frozenset(p.meta.name for p in m.pods), frozenset(p.meta.name for p in m.ready_pods),
-                                m.container) for key, m in self.services.items()]
+                                m.container, m.node_selector) for key, m in self.services.items()]
         metrics = read_services(self.prometheus, self.config.prometheus, self.config.namespaces, queries)
         states: dict[str, ServiceState] = {}
         problems = dict(self.problems)
@@ -128,7 +122,7 @@ class KubernetesBackend(LiveBackend):
         ready = len(managed.ready_pods)
         desired = managed.replicas
         app = metrics.app
-        self._record(managed.key, app, desired, resources, int(round(metrics.oom_kills)))
+        self._record(managed.key, desired, resources)
         now = self.clock.now()
         return ServiceState(
             name=managed.key, time_s=now, time_of_day_s=local_time_of_day(now), load_rps=app.load_rps,
@@ -136,11 +130,12 @@ class KubernetesBackend(LiveBackend):
             cpu_request=resources[0], cpu_limit=resources[1], memory_request=resources[2], memory_limit=resources[3],
             cpu_usage=metrics.cpu_cores / ready if ready else 0.0,
             cpu_throttled_fraction=metrics.throttled_fraction, memory_working_set=metrics.memory_working_set,
-            latency_quantile_s=app.latency_quantile_s, latency_mean_s=app.latency_mean_s,
+            latency_quantile_s=app.latency_quantile_s,
             slo_latency_s=managed.settings.slo_latency_s, slo_quantile=managed.settings.slo_quantile,
-            slo_violation_fraction=app.slo_violation_fraction, drop_fraction=app.drop_fraction,
-            oom_kills=int(round(metrics.oom_kills)), cluster_cpu_headroom=metrics.cpu_headroom, cluster_memory_headroom=0.0,
-            bounds=managed.bounds, in_place_resize=self.actuator.resize_supported is not False,
+            slow_request_fraction=app.slow_request_fraction, drop_fraction=app.drop_fraction,
+            oom_kills=int(round(metrics.oom_kills)), pool_cpu_headroom=metrics.cpu_headroom,
+            pool_memory_headroom=metrics.memory_headroom, bounds=managed.bounds,
+            in_place_resize=self.actuator.resize_supported is not False, workers_cores=managed.settings.workers_cores,
         )
 
     def rollout_in_progress(self, key: str) -> bool:
@@ -151,7 +146,7 @@ class KubernetesBackend(LiveBackend):
 
     # -- acting ----------------------------------------------------------------------------------
 
-    def apply_one(self, key: str, decision: Decision, current: ServiceState | None = None) -> list[str]:
+    def apply_one(self, key: str, decision: Decision, current: ServiceState) -> list[str]:
         """Actuate one (already guarded) decision through the HPA, writing only what changes; what changed.
 
         Replicas are pinned (`headroom` above them), or with `hpa_floor` the HPA's minimum below the
@@ -173,8 +168,8 @@ class KubernetesBackend(LiveBackend):
                 changes.append("HPA restored")
         elif self._pin(managed, wanted):
             changes.append(describe_setting(wanted))
-        if current is not None and not same_resources(decision, current):
-            how = self.actuator.set_resources(managed.container, list(managed.pods), managed.deployment, resources_of(decision))
+        if not same_resources(decision, current):
+            how = self.actuator.set_resources(managed.container, list(managed.pods), managed.deployment, Resources.of(decision))
             changes.append(f"resources cpu {decision.cpu_request:.3g}/{decision.cpu_limit:.3g} cores, memory "
                            f"{decision.memory_request / 2**20:.0f}/{decision.memory_limit / 2**20:.0f} MiB ({how})")
         return changes

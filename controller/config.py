@@ -88,7 +88,7 @@ class ServiceOverrides:
 class ControllerConfig:
     namespaces: tuple[str, ...] = ("default",)  # the namespaces managed ("*": all, needs the cluster-wide overlay)
     selector: str = "rlscale.io/managed=true"  # a label selector on HPAs
-    policy: str = "learned:default"  # learned:PATH or a heuristic: hpa, proportional-demand, ...
+    policy: str = "learned:default"  # learned:PATH, learned:NAME (a shipped one) or hpa (main.LIVE_POLICIES)
     policy_sha256: str | None = None  # pin the policy: the sha256 of its SHA256SUMS file (which covers every file)
     interval_s: float = 30.0
     mode: str = "act"

@@ -18,7 +18,7 @@ from rlscale.controller.config import ControllerConfig
 from rlscale.controller.ownership import Memory, Ownership, Setting, own
 from rlscale.controller.problems import ServiceProblem
 from rlscale.controller.views import DeploymentView, HpaView, Key, PodView, Resources, owned_by
-from rlscale.env.state import Bounds
+from rlscale.env.state import Bounds, most_common_resources
 
 
 T = TypeVar("T")
@@ -45,6 +45,7 @@ class Managed:
     resources: Resources
     replicas: int
     bounds: Bounds
+    node_selector: tuple[tuple[str, str], ...] = ()  # which nodes are its pool
 
     @property
     def current(self) -> Setting:
@@ -110,24 +111,27 @@ def resolve(hpa: HpaView, config: ControllerConfig, deployments: Callable[[Key],
         if deployment is None:
             raise ServiceProblem("TargetMissing", f"{key}: Deployment {hpa.target_name!r} does not exist")
         pods = tuple(p for p in deployment_pods.get((namespace, deployment.meta.name), []) if owned_by(p, deployment))
-        replicas, containers = deployment.replicas, deployment.containers
+        replicas, containers, node_selector = deployment.replicas, deployment.containers, deployment.node_selector
     else:
         scale = read_scale(hpa)  # raises TargetMissing for a target that does not exist
         matches = labels.selector(scale.selector)
         pods = tuple(p for p in namespace_pods(namespace) if scale.selector and matches(p.meta.labels))
         replicas = scale.replicas
-        containers = next((p.containers for p in pods if p.ready), pods[0].containers if pods else ())
+        model = next((p for p in pods if p.ready), pods[0] if pods else None)
+        containers, node_selector = (model.containers, model.node_selector) if model else ((), ())
     names = [c.name for c in containers]
     container = settings.container or (names[0] if names else None)
     if container is None or container not in names:
         detail = f"container {settings.container!r} is not one of {names}" if settings.container else "the target has no containers"
         raise ServiceProblem("InvalidAnnotation" if settings.container else "TargetInvalid", f"{key}: {detail}")
-    resources = _running_resources(pods, container) or next(c.resources for c in containers if c.name == container)
-    if resources is None:
+    template = next(c.resources for c in containers if c.name == container)
+    if template is None:
         raise ServiceProblem("TargetInvalid", f"{key}: the resources of container {container!r} are not valid quantities")
+    running = [c.resources for p in pods if p.ready and not p.deleting for c in p.containers if c.name == container and c.resources]
+    resources = most_common_resources(running, template)  # in-place resizes make them differ from the template
     original = ownership.original
     return Managed(key, hpa, settings, ownership, saved, deployment, pods, container, resources, replicas,
-                   service_bounds(settings, (original[0], original[1]), resources, can_resize=deployment is not None))
+                   service_bounds(settings, (original[0], original[1]), resources, can_resize=deployment is not None), node_selector)
 
 
 def service_bounds(settings: ServiceSettings, replicas: tuple[int, int], resources: Resources, can_resize: bool) -> Bounds:
@@ -139,13 +143,3 @@ def service_bounds(settings: ServiceSettings, replicas: tuple[int, int], resourc
     memory = settings.memory_limit_range if can_resize and settings.memory_limit_range else (resources[3], resources[3])
     return Bounds(min(low, high), high, cpu[0], cpu[1], memory[0], memory[1])
 
-
-def _running_resources(pods: Iterable[PodView], container: str) -> Resources | None:
-    """The resources most ready pods run with (in-place resizes make them differ from the template)."""
-    counts: dict[Resources, int] = defaultdict(int)
-    for pod in pods:
-        if pod.ready:
-            for c in pod.containers:
-                if c.name == container and c.resources is not None:
-                    counts[c.resources] += 1
-    return max(counts, key=counts.__getitem__) if counts else None

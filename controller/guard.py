@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from rlscale.controller.config import GuardSettings
-from rlscale.env.state import Decision, ServiceState
+from rlscale.env.state import Decision, Resources, ServiceState, same_resources
 
 
 class Clamp(StrEnum):
@@ -45,15 +45,6 @@ class History:
 class Guarded:
     decision: Decision
     clamps: tuple[Clamp, ...]
-
-
-def resources_of(item: Decision | ServiceState) -> tuple[float, float, float, float]:
-    return item.cpu_request, item.cpu_limit, item.memory_request, item.memory_limit
-
-
-def same_resources(a: Decision | ServiceState, b: Decision | ServiceState) -> bool:
-    """Equal up to float noise (keeping a request-to-limit ratio leaves 1e-17s behind): no write for those."""
-    return all(math.isclose(x, y, rel_tol=1e-6) for x, y in zip(resources_of(a), resources_of(b)))
 
 
 def check(decision: object) -> Decision:
@@ -97,7 +88,7 @@ def guard(decision: Decision, state: ServiceState, history: History, settings: G
         if replicas > bounds.max_replicas:
             replicas = bounds.max_replicas
             clamps.append(Clamp.BOUNDS_MAX)
-    resources, current_resources = resources_of(decision), resources_of(state)
+    resources, current_resources = Resources.of(decision), Resources.of(state)
     if same_resources(decision, state):
         resources = current_resources
     else:

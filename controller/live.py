@@ -1,66 +1,29 @@
 """What the live backends (Kubernetes, Docker Swarm) share: the part of the `ClusterBackend` seam that is the
-same on every platform, the calls the control loop makes, and the reward's view of a live service.
+same on every platform, and the one path to the cluster that the control loop and `LiveClusterEnv` share.
 
 A live backend discovers its managed services (or the `ServiceProblem` that keeps one from being
-managed), observes them into `ServiceState`s, applies one guarded decision at a time by the
-ownership rules (`ownership.py`), and restores what rlscale changed: one service's (failing
-static), one no longer selected (an orphan), or all of them (shutdown). The loop and
-`LiveClusterEnv` drive both the same way.
+managed), observes them into `ServiceState`s, and takes each decision down one path: guard
+(`guard.py`: the policy's output checked, clamped with reasons, its history remembered here) ->
+actuate (one decision at a time by the ownership rules, `ownership.py`, resources included). It
+restores what rlscale changed: one service's (failing static), one no longer selected (an
+orphan), or all of them (shutdown).
 """
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Protocol
+from typing import Any, Mapping, Protocol
 
 from rlscale.controller.actuator import NotLeading
 from rlscale.controller.api_errors import ApiFailure
 from rlscale.controller.clock import Clock
 from rlscale.controller.config import ControllerConfig
-from rlscale.controller.metrics_source import AppMetrics
+from rlscale.controller.guard import Guarded, History, check, guard, remember
 from rlscale.controller.ownership import Memory, Ownership
 from rlscale.controller.problems import ServiceProblem
 from rlscale.controller.annotations import ServiceSettings
-from rlscale.env.scenario import Prices, RewardWeights
-from rlscale.env.state import Decision, ServiceState
-
-
-@dataclass(frozen=True)
-class LiveSpec:
-    """What the reward needs of a live service."""
-
-    name: str
-    cpu_request: float
-    memory_request: float
-    slo_quantile: float
-    slo_latency_s: float
-    workers_cores: float | None = None  # not known live: the codec's CPU levels follow the bounds alone
-
-
-@dataclass(frozen=True)
-class LiveScenario:
-    """The live cluster's prices and reward weights (the simulator's `Scenario` has more), and its services."""
-
-    name: str
-    prices: Prices
-    reward: RewardWeights
-    service: Callable[[str], LiveSpec]  # as `Scenario.service`: one managed service's spec
-
-
-@dataclass
-class LiveStats:
-    """One interval of a live service, as much of `IntervalStats` as the reward reads."""
-
-    seconds: int
-    arrivals: float
-    dropped: float
-    cost: float
-    oom_kills: int
-    slow_fraction: float
-
-    def fraction_slower_than(self, latency_s: float) -> float:
-        return self.slow_fraction  # measured at the service's SLO target, the only threshold asked for
+from rlscale.env.reward import IntervalCost
+from rlscale.env.scenario import RewardWeights
+from rlscale.env.state import Decision, Resources, ServiceState, same_resources
 
 
 class ManagedService(Protocol):
@@ -73,25 +36,22 @@ class ManagedService(Protocol):
     def owned(self) -> str: ...  # what rlscale changes of it, as it is now (for people)
 
 
-def local_time_of_day(now: float) -> float:
-    """Seconds since local midnight (DESIGN: the service's local wall-clock time of day, as in the simulator)."""
-    return (now + time.localtime(now).tm_gmtoff) % 86_400
-
-
 class LiveBackend:
     """The calls every live backend answers the same way; the platform's own are left to the subclass."""
 
     fallback: str  # what failing static hands a service back to, for the logs and events
 
-    def __init__(self, config: ControllerConfig, clock: Clock, scenario: str) -> None:
+    def __init__(self, config: ControllerConfig, clock: Clock) -> None:
         self.config, self.clock = config, clock
         self.decision_interval_s = int(config.interval_s)
-        self.scenario = LiveScenario(scenario, config.prices, RewardWeights(), self.spec)
+        self.reward_weights = RewardWeights()
         self.services: Mapping[str, ManagedService] = {}
         self.problems: dict[str, ServiceProblem] = {}  # services that cannot be managed now, and why
         self.orphans: Mapping[str, Any] = {}  # no longer selected, still carrying rlscale's saved original
         self.memory: dict[str, Memory[Any]] = {}  # what rlscale knows of each service's setting (ownership.py)
-        self._stats: dict[str, LiveStats] = {}
+        self.history: dict[str, History] = {}  # what the guard remembers of each service
+        self._costs: dict[str, IntervalCost] = {}
+        self._observed: dict[str, ServiceState] = {}  # the seam's last observation (what `apply` guards against)
 
     @property
     def managed(self) -> tuple[str, ...]:
@@ -107,8 +67,9 @@ class LiveBackend:
         """Every managed service's state now, and the ones that cannot be known (never raises for one service)."""
         raise NotImplementedError
 
-    def apply_one(self, key: str, decision: Decision, current: ServiceState | None = None) -> list[str]:
-        """Actuate one (already guarded) decision, writing only what changes; what changed, for events and logs."""
+    def apply_one(self, key: str, decision: Decision, current: ServiceState) -> list[str]:
+        """Actuate one guarded decision for the service observed in `current`, writing only what changes (its
+        resources too, when they differ from `current`'s); what changed, for events and logs."""
         raise NotImplementedError
 
     def _restore(self, found: Any) -> bool:
@@ -132,13 +93,6 @@ class LiveBackend:
 
     def rollout_in_progress(self, key: str) -> bool:
         raise NotImplementedError
-
-    def spec(self, key: str) -> LiveSpec:
-        """What the reward and the codec know of one managed service."""
-        raise NotImplementedError
-
-    def specs(self) -> dict[str, LiveSpec]:
-        return {key: self.spec(key) for key in self.services}
 
     def sync(self) -> None:
         """Read what the platform's caches need before the first loop (the client's errors go to the caller)."""
@@ -199,18 +153,34 @@ class LiveBackend:
         states, problems = self.observe_all()
         if problems:
             raise next(iter(problems.values()))
+        self._observed = states
         return states
 
     def apply(self, decisions: Mapping[str, Decision]) -> dict[str, Decision]:
+        """The seam's apply: each decision down the one path (guard -> actuate), against the last observation."""
         applied = {}
         for key, decision in decisions.items():
-            decision = decision.clipped(self.services[key].bounds)  # type: ignore[attr-defined]
-            self.apply_one(key, decision)
-            applied[key] = decision
+            state = self._observed[key]
+            guarded = self.guarded(key, state, decision)
+            self.apply_one(key, guarded.decision, state)
+            self.remember(key, state, guarded.decision)
+            applied[key] = guarded.decision
         return applied
 
-    def stats(self, name: str) -> LiveStats:
-        return self._stats[name]
+    # -- the one path: guard -> actuate ------------------------------------------------------------
+
+    def guarded(self, key: str, state: ServiceState, decision: object) -> Guarded:
+        """What may be applied of the policy's `decision` (`InvalidDecision` when it is none), with its clamps."""
+        decision = check(decision)
+        rollout = not same_resources(decision, state) and self.rollout_in_progress(key)
+        return guard(decision, state, self.history.get(key, History()), self.config.guard, self.clock.now(), rollout)
+
+    def remember(self, key: str, state: ServiceState, applied: Decision) -> None:
+        """Once `applied` was actuated: what the guard needs next time (scale-up cooldown, resource rate limit)."""
+        self.history[key] = remember(self.history.get(key, History()), state, applied, self.clock.now())
+
+    def interval_cost(self, name: str) -> IntervalCost:
+        return self._costs[name]
 
     def advance(self) -> None:
         self.clock.sleep(self.config.interval_s)
@@ -218,11 +188,8 @@ class LiveBackend:
     def done(self) -> bool:
         return False
 
-    def _record(self, key: str, app: AppMetrics, replicas: int, resources: tuple[float, float, float, float], oom_kills: int) -> None:
-        """The interval's figures for the reward."""
+    def _record(self, key: str, replicas: int, resources: Resources) -> None:
+        """The interval's cost for the reward: the service's requests now, for the interval; the unit one replica."""
         seconds = self.decision_interval_s
-        self._stats[key] = LiveStats(
-            seconds=seconds, arrivals=app.load_rps * seconds, dropped=app.error_rps * seconds,
-            cost=self.config.prices.per_second(resources[0] * replicas, resources[2] * replicas) * seconds,
-            oom_kills=oom_kills, slow_fraction=app.slow_fraction,
-        )
+        unit = self.config.prices.per_second(resources.cpu_request, resources.memory_request) * seconds
+        self._costs[key] = IntervalCost(unit * replicas, unit)

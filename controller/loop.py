@@ -1,5 +1,8 @@
 """The control loop: observe -> policy -> guard -> actuate, once per decision interval, on any live backend.
 
+Guarding and actuating are the backend's (`LiveBackend.guarded`, `apply_one`, `remember`): the one path
+that `LiveClusterEnv` takes too; the loop adds what running in a cluster needs around it.
+
 Each step is a set of small, idempotent per-service reconciles. Whatever goes wrong for a
 service (a bad annotation or label, a missing target, metrics missing, stale or invalid, the
 API failing repeatedly, a non-finite observation, the policy answering nonsense, an OOM kill
@@ -24,7 +27,7 @@ from rlscale.controller.api_errors import CLIENT_ERRORS, ApiFailure
 from rlscale.controller.clock import Clock
 from rlscale.controller.config import ControllerConfig
 from rlscale.controller.events import Events
-from rlscale.controller.guard import Guarded, History, InvalidDecision, check, guard, remember, same_resources
+from rlscale.controller.guard import Guarded, InvalidDecision
 from rlscale.controller.leader import LeaseElector
 from rlscale.controller.live import LiveBackend
 from rlscale.controller.policy_check import refuse_non_finite
@@ -38,7 +41,6 @@ class Controller:
                  log: logging.Logger, events: Events, elector: LeaseElector | None = None) -> None:
         self.config, self.backend, self.policy = config, backend, policy
         self.telemetry, self.clock, self.log, self.events, self.elector = telemetry, clock, log, events, elector
-        self.history: dict[str, History] = {}
         self.api_failures: dict[str, int] = {}
         self.failing: dict[str, str] = {}  # service -> why it is handed back (to its HPA, or its original spec)
         self.stop = threading.Event()
@@ -76,7 +78,7 @@ class Controller:
         self.phases["observe"] = time.perf_counter() - mark
         mark = time.perf_counter()
         if tuple(keys) != self._policy_services:
-            self.policy.reset(EpisodeContext(self.backend.scenario, tuple(keys)))  # type: ignore[arg-type]
+            self.policy.reset(EpisodeContext(None, tuple(keys)))  # live: no scenario, what a policy knows is in the states
             self._policy_services = tuple(keys)
         decisions = self._decide(states)
         self.phases["decide"] = time.perf_counter() - mark
@@ -102,7 +104,7 @@ class Controller:
         for key in [k for k in self.failing if k not in known]:
             self.failing.pop(key)
             self.telemetry.forget(key)
-        for remembered in (self.history, self.api_failures):
+        for remembered in (self.backend.history, self.api_failures):
             for key in [k for k in remembered if k not in known]:
                 remembered.pop(key)
 
@@ -141,9 +143,7 @@ class Controller:
                 raise InvalidDecision(f"the policy failed: {decision!r}")
             if decision is None:
                 raise InvalidDecision("the policy gave no decision")
-            check(decision)
-            rollout = not same_resources(decision, state) and self.backend.rollout_in_progress(key)
-            guarded = guard(decision, state, self.history.get(key, History()), self.config.guard, self.clock.now(), rollout)
+            guarded = self.backend.guarded(key, state, decision)
         except InvalidDecision as invalid:
             return self._fail_static_action(key, "InvalidPolicyOutput", f"{key}: {invalid}")
         self._export(key, guarded)
@@ -161,11 +161,10 @@ class Controller:
             changes = self.backend.apply_one(key, guarded.decision, state)
         except ApiFailure as failure:
             return lambda failed=failure: self._api_failure(key, failed)
-        now = self.clock.now()
 
         def record() -> None:
             self.api_failures[key] = 0
-            self.history[key] = remember(self.history.get(key, History()), state, guarded.decision, now)
+            self.backend.remember(key, state, guarded.decision)
             self._recovered(key)
             self.telemetry.decisions.labels(key, "applied" if changes else "unchanged").inc()
             if changes:

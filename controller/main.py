@@ -101,7 +101,7 @@ def assemble(config: ControllerConfig, backend: LiveBackend, policy: Policy | No
     sha256 = ""
     if policy is None:
         policy, path = live_policy(config.policy)
-        verify_policy(policy, config.policy, path, config.policy_sha256, backend.scenario)
+        verify_policy(policy, config.policy, path, config.policy_sha256)
         sha256 = sha256_of(path / SUMS_FILE) if path else ""
     telemetry.policy_info.labels(config.policy if sha256 else getattr(policy, "name", config.policy), sha256).set(1.0)
     return Controller(config, backend, policy, telemetry, clock, log, events, elector)

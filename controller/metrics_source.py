@@ -34,11 +34,10 @@ class AppMetrics:
     load_rps: float
     error_rps: float
     latency_quantile_s: float
-    latency_mean_s: float
     slow_fraction: float  # share of answered requests slower than the SLO target
 
     @property
-    def slo_violation_fraction(self) -> float:
+    def slow_request_fraction(self) -> float:
         """Requests slower than the SLO target, failed ones counted as slow (the `ServiceState` field)."""
         if self.load_rps <= 0:
             return 0.0
@@ -57,7 +56,8 @@ class ServiceMetrics:
     throttled_fraction: float
     memory_working_set: float  # per container
     oom_kills: float
-    cpu_headroom: float
+    cpu_headroom: float  # on the nodes the service may be scheduled on
+    memory_headroom: float
 
 
 @dataclass(frozen=True)
@@ -79,6 +79,7 @@ class ServiceQuery:
     pods: frozenset[str]  # the Deployment's own pods
     ready_pods: frozenset[str]
     container: str
+    node_selector: tuple[tuple[str, str], ...] = ()  # the pod template's: which nodes its pool is
 
     @property
     def key(self) -> str:
@@ -109,18 +110,54 @@ def read_services(prometheus: Prometheus, settings: PrometheusSettings, namespac
             for labels, value in prometheus.query(template.format(**fill)):
                 key = (intern(labels.get("namespace", "")), intern(labels.get("pod", "")), intern(labels.get("container", "")))
                 by_pod.setdefault(key, [None] * len(POD_QUERIES))[i] = value
-        free = prometheus.query(profiles.NODE_CPU_FREE)
-        headroom = free[0][1] if free and math.isfinite(free[0][1]) else 0.0
+        nodes = read_nodes(prometheus)
     except ServiceProblem as problem:
         return {s.key: problem for s in services}
     apps = read_apps(prometheus, settings, namespaces, [s.app for s in services], ("namespace", settings.app_label))
     out: dict[str, ServiceMetrics | ServiceProblem] = {}
     for service in services:
         try:
-            out[service.key] = _containers(service, apps[service.key], by_pod, headroom, settings.staleness_s)
+            room = pool_headroom(nodes, service.node_selector, service.key)
+            out[service.key] = _containers(service, apps[service.key], by_pod, room, settings.staleness_s)
         except ServiceProblem as problem:
             out[service.key] = problem
     return out
+
+
+@dataclass(frozen=True)
+class NodeRoom:
+    """One node: CPU (cores) and memory (bytes) not yet requested, and its labels as kube-state-metrics exports them."""
+
+    cpu: float
+    memory: float
+    labels: dict[str, str]
+
+
+def read_nodes(prometheus: Prometheus) -> dict[str, NodeRoom]:
+    """Every node's room (allocatable less the requests of the pods placed on it), in three queries."""
+    free: dict[str, list[float]] = {}
+    for query, sign in ((profiles.NODE_ALLOCATABLE, 1.0), (profiles.NODE_REQUESTED, -1.0)):
+        for labels, value in prometheus.query(query):
+            if "node" in labels and labels.get("resource") in ("cpu", "memory") and math.isfinite(value):
+                free.setdefault(labels["node"], [0.0, 0.0])[labels["resource"] == "memory"] += sign * value
+    labels = {found["node"]: found for found, _ in prometheus.query(profiles.NODE_LABELS) if "node" in found}
+    return {node: NodeRoom(cpu, memory, labels.get(node, {})) for node, (cpu, memory) in free.items()}
+
+
+def exported_label(name: str) -> str:
+    """The name kube-state-metrics gives a Kubernetes label on `kube_node_labels` (`label_` + its sanitized name)."""
+    return "label_" + re.sub(r"[^a-zA-Z0-9_]", "_", name)
+
+
+def pool_headroom(nodes: dict[str, NodeRoom], node_selector: tuple[tuple[str, str], ...], key: str) -> tuple[float, float]:
+    """(cores, bytes) free on the nodes matching the service's `nodeSelector` (every node without one)."""
+    wanted = [(exported_label(k), v) for k, v in node_selector]
+    missing = [k for (k, _), (name, _) in zip(node_selector, wanted) if not any(name in n.labels for n in nodes.values())]
+    if nodes and missing:
+        raise ServiceProblem("MetricsMissing", f"{key} selects nodes by {missing[0]!r}, which kube_node_labels does not carry "
+                                               f"(kube-state-metrics --metric-labels-allowlist=nodes=[{missing[0]}])")
+    pool = [n for n in nodes.values() if all(n.labels.get(name) == value for name, value in wanted)]
+    return sum(n.cpu for n in pool), sum(n.memory for n in pool)
 
 
 def read_apps(prometheus: Prometheus, settings: PrometheusSettings, namespaces: tuple[str, ...], services: list[AppQuery],
@@ -160,12 +197,11 @@ class Histogram:
     """A latency histogram read for all services at once, keyed by the services' series."""
 
     quantiles: dict[float, dict[tuple[str, ...], float]]  # histogram_quantile per SLO quantile in use
-    means: dict[tuple[str, ...], float]  # rate(_sum) / rate(_count)
     buckets: dict[tuple[str, ...], list[tuple[float, float]]]  # only the bounds around each SLO target, and +Inf
 
 
 def _histogram(prometheus: Prometheus, name: str, fill: dict[str, str], group: tuple[str, ...], services: list[AppQuery]) -> Histogram:
-    """Quantiles computed by Prometheus, exact means, and of the buckets only those each SLO target falls between:
+    """Quantiles computed by Prometheus, and of the buckets only those each SLO target falls between:
     a few thousand series for 5,000 services instead of every bucket of every service."""
     app, window, by = fill["app"], fill["window"], ", ".join(group)
     bounds = [labels["le"] for labels, _ in prometheus.query(f"count by (le) ({name}_bucket{{{app}}})") if "le" in labels]
@@ -173,18 +209,16 @@ def _histogram(prometheus: Prometheus, name: str, fill: dict[str, str], group: t
     rate = f"rate({name}_bucket{{{app}}}[{window}])"
     quantiles = {q: _by_app(prometheus.query(f"histogram_quantile({q:g}, sum by ({by}, le) ({rate}))"), group)
                  for q in sorted({s.slo_quantile for s in services})}
-    means = _by_app(prometheus.query(f"sum by ({by}) (rate({name}_sum{{{app}}}[{window}])) / "
-                                     f"sum by ({by}) (rate({name}_count{{{app}}}[{window}]))"), group)
     buckets: dict[tuple[str, ...], list[tuple[float, float]]] = {}
     if needed:
         selector = "|".join(re.escape(le) for le in needed).replace("\\", "\\\\")
         for labels, value in prometheus.query(f'sum by ({by}, le) (rate({name}_bucket{{{app},le=~"{selector}"}}[{window}]))'):
             buckets.setdefault(tuple(labels.get(g, "") for g in group), []).append((float(labels["le"]), value))
-    return Histogram(quantiles, means, buckets)
+    return Histogram(quantiles, buckets)
 
 
 def _containers(service: ServiceQuery, app: AppMetrics | ServiceProblem, by_pod: dict[tuple[str, str, str], list[float | None]],
-                headroom: float, staleness_s: float) -> ServiceMetrics:
+                headroom: tuple[float, float], staleness_s: float) -> ServiceMetrics:
     namespace, container = service.namespace, service.container
     rows = [by_pod.get((namespace, pod, container)) for pod in service.pods]
 
@@ -212,7 +246,8 @@ def _containers(service: ServiceQuery, app: AppMetrics | ServiceProblem, by_pod:
     total_periods = sum(periods)
     return ServiceMetrics(
         app=app, cpu_cores=sum(cpu), throttled_fraction=sum(throttled) / total_periods if total_periods > 0 else 0.0,
-        memory_working_set=sum(memory) / len(memory) if memory else 0.0, oom_kills=sum(mine("oom")), cpu_headroom=headroom,
+        memory_working_set=sum(memory) / len(memory) if memory else 0.0, oom_kills=sum(mine("oom")), cpu_headroom=headroom[0],
+        memory_headroom=headroom[1],
     )
 
 
@@ -234,11 +269,11 @@ def _app(service: AppQuery, by_app: dict[str, dict[tuple[str, ...], float]], his
         quantile, slow = exponential_figures(mean, service.slo_quantile, service.slo_latency_s)
     else:
         own = histogram.buckets.get(key, [])
-        quantile, mean = histogram.quantiles[service.slo_quantile].get(key), histogram.means.get(key)
-        if load > 0 and (not own or quantile is None or mean is None):
+        quantile = histogram.quantiles[service.slo_quantile].get(key)
+        if load > 0 and (not own or quantile is None):
             raise ServiceProblem("MetricsMissing", f"{service.key} has load but no latency histogram")
-        if load > 0 and not all(math.isfinite(v) for v in (quantile, mean, *(c for _, c in own))):
+        if load > 0 and not all(math.isfinite(v) for v in (quantile, *(c for _, c in own))):
             raise ServiceProblem("MetricsInvalid", f"the latency histogram of {service.key} is not a number")
-        quantile, mean = (quantile, mean) if load > 0 else (0.0, 0.0)  # with no requests Prometheus answers NaN
+        quantile = quantile if load > 0 else 0.0  # with no requests Prometheus answers NaN
         slow = slower_than(own, service.slo_latency_s) if load > 0 else 0.0
-    return AppMetrics(load_rps=load, error_rps=errors, latency_quantile_s=quantile, latency_mean_s=mean, slow_fraction=slow)
+    return AppMetrics(load_rps=load, error_rps=errors, latency_quantile_s=quantile, slow_fraction=slow)

@@ -12,6 +12,7 @@ without one, from its setting as it is. The HPA's patches are here too.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 from dataclasses import dataclass, replace
@@ -76,11 +77,17 @@ def annotation(original: Setting) -> str:
 
 
 def with_cpu_target(metrics: list[dict[str, Any]], target: int | None) -> list[dict[str, Any]]:
-    """An HPA's metrics with its CPU utilization target set to `target` (added if it has none; None: removed),
-    every other metric as it is."""
-    cpu = {"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": target}}}
-    others = [m for m in metrics if not _cpu_utilization(m)]
-    return others + [cpu] if target is not None else others
+    """An HPA's metrics with its CPU utilization target set to `target`: only the `averageUtilization` of its CPU
+    utilization metric changes, in its place; a metric rlscale adds (the HPA had none) goes last, and `None` (its
+    original had none) removes it again. Every other metric, and every other field, stays as it is."""
+    out = copy.deepcopy(metrics)
+    found = next((m for m in out if _cpu_utilization(m)), None)
+    if target is None:
+        return [m for m in out if m is not found]
+    if found is None:
+        return out + [{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": target}}}]
+    found["resource"]["target"]["averageUtilization"] = target
+    return out
 
 
 def _cpu_utilization(metric: dict[str, Any]) -> bool:

@@ -26,7 +26,7 @@ from rlscale.errors import UserInputError
 MIB = 2.0**20
 
 
-def verify_policy(policy: Policy, where: str, path: Path | None, pinned_sha256: str | None, scenario: object) -> None:
+def verify_policy(policy: Policy, where: str, path: Path | None, pinned_sha256: str | None) -> None:
     """Refuse a policy that is not the pinned one, is not finite, or fails its self-test (one line each)."""
     if pinned_sha256 is not None:
         if path is None:
@@ -36,7 +36,7 @@ def verify_policy(policy: Policy, where: str, path: Path | None, pinned_sha256: 
             raise UserInputError(str(path / SUMS_FILE), f"sha256 {found} is not the pinned policy_sha256 {pinned_sha256}")
     if isinstance(policy, LearnedPolicy):
         _verify_network(policy, str(path or where))
-    self_test(policy, where, scenario)
+    self_test(policy, where)
 
 
 def _verify_network(policy: LearnedPolicy, where: str) -> None:
@@ -70,23 +70,23 @@ def canned_states() -> dict[str, ServiceState]:
     base = ServiceState(
         name="self-test/idle", time_s=0.0, time_of_day_s=43_200.0, load_rps=1.0, replicas_desired=2, replicas_ready=2,
         replicas_pending=0, cpu_request=0.25, cpu_limit=0.5, memory_request=256 * MIB, memory_limit=512 * MIB, cpu_usage=0.02,
-        cpu_throttled_fraction=0.0, memory_working_set=150 * MIB, latency_quantile_s=0.05, latency_mean_s=0.03, slo_latency_s=0.5,
-        slo_quantile=0.95, slo_violation_fraction=0.0, drop_fraction=0.0, oom_kills=0, cluster_cpu_headroom=8.0,
-        cluster_memory_headroom=0.0, bounds=bounds)
+        cpu_throttled_fraction=0.0, memory_working_set=150 * MIB, latency_quantile_s=0.05, slo_latency_s=0.5,
+        slo_quantile=0.95, slow_request_fraction=0.0, drop_fraction=0.0, oom_kills=0, pool_cpu_headroom=8.0,
+        pool_memory_headroom=32 * 1024 * MIB, bounds=bounds)
     return {
         "self-test/idle": base,
         "self-test/busy": dataclasses.replace(base, name="self-test/busy", load_rps=40.0, replicas_desired=4, replicas_ready=4,
-                                              cpu_usage=0.35, latency_quantile_s=0.3, latency_mean_s=0.12),
+                                              cpu_usage=0.35, latency_quantile_s=0.3),
         "self-test/overloaded": dataclasses.replace(base, name="self-test/overloaded", load_rps=200.0, cpu_usage=0.5,
-                                                    cpu_throttled_fraction=0.6, latency_quantile_s=4.0, latency_mean_s=2.0,
-                                                    slo_violation_fraction=0.8, drop_fraction=0.2),
+                                                    cpu_throttled_fraction=0.6, latency_quantile_s=4.0,
+                                                    slow_request_fraction=0.8, drop_fraction=0.2),
     }
 
 
-def self_test(policy: Policy, where: str, scenario: object) -> None:
+def self_test(policy: Policy, where: str) -> None:
     states = canned_states()
     try:
-        policy.reset(EpisodeContext(scenario, tuple(states)))  # type: ignore[arg-type]
+        policy.reset(EpisodeContext(None, tuple(states)))
         decisions = policy.decide_all(states)
         for name, state in states.items():
             decision = check(decisions.get(name))
@@ -102,6 +102,8 @@ def refuse_non_finite(state: ServiceState) -> str | None:
         value = getattr(state, field.name)
         if isinstance(value, float) and not math.isfinite(value):
             return f"{field.name} is {value}"
-    if not np.all(np.isfinite(codec.encode(state))):
+    alone = codec.History()  # the state's own features (the policy's history adds only finite ones to them)
+    alone.record(state)
+    if not np.all(np.isfinite(codec.encode(alone))):
         return "its observation is not finite"
     return None

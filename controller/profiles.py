@@ -71,5 +71,8 @@ MEMORY = "max by (namespace, pod, container) (container_memory_working_set_bytes
 OOM_KILLS = ("sum by (namespace, pod, container) (increase(kube_pod_container_status_restarts_total{{{pods}}}[{window}]) "
              'and on (namespace, pod, container) kube_pod_container_status_last_terminated_reason{{{pods},reason="OOMKilled"}})')
 SAMPLE_AGE = "time() - max by (namespace, pod, container) (timestamp(container_cpu_usage_seconds_total{{{pods}}}))"
-NODE_CPU_FREE = ('sum(kube_node_status_allocatable{resource="cpu"}) - '
-                 'sum(kube_pod_container_resource_requests{resource="cpu",node!=""})')
+# Per node (kube-state-metrics): what can be requested, what is, and the node's labels (`label_<name>`, the
+# ones its --metric-labels-allowlist exports), to sum a service's node pool (`ServiceState`'s headroom).
+NODE_ALLOCATABLE = 'sum by (node, resource) (kube_node_status_allocatable{resource=~"cpu|memory"})'
+NODE_REQUESTED = 'sum by (node, resource) (kube_pod_container_resource_requests{resource=~"cpu|memory",node!=""})'
+NODE_LABELS = "kube_node_labels"

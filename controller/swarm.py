@@ -38,8 +38,7 @@ from rlscale.controller.api_errors import ApiFailure
 from rlscale.controller.clock import Clock
 from rlscale.controller.config import ANNOTATIONS, ControllerConfig
 from rlscale.controller.discovery import service_bounds, split_selected
-from rlscale.controller.guard import resources_of, same_resources
-from rlscale.controller.live import LiveBackend, LiveSpec, local_time_of_day
+from rlscale.controller.live import LiveBackend
 from rlscale.controller.metrics_source import AppMetrics, AppQuery, read_apps
 from rlscale.controller.ownership import Ownership, own, remembered_write
 from rlscale.controller.problems import ServiceProblem
@@ -48,7 +47,7 @@ from rlscale.controller.swarm_actuator import ORIGINAL_SPEC, Shape, SwarmActuato
 from rlscale.controller.swarm_hpa import SwarmHpa, TaskReading, hpa_spec
 from rlscale.controller.swarm_stats import ContainerStats, ContainerUsage, engine_time
 from rlscale.env.hpa import HpaSpec
-from rlscale.env.state import Bounds, Decision, ServiceState
+from rlscale.env.state import Bounds, Decision, Resources, ServiceState, local_time_of_day, most_common_resources, same_resources
 
 LABELS = {
     **{key: text for key, text in ANNOTATIONS.items() if key != "container"},
@@ -87,7 +86,7 @@ class SwarmBackend(LiveBackend):
     fallback = "its original spec is back"
 
     def __init__(self, config: ControllerConfig, api: Any, prometheus: Prometheus, actuator: SwarmActuator, clock: Clock) -> None:
-        super().__init__(config, clock, "swarm")
+        super().__init__(config, clock)
         self.api, self.prometheus, self.actuator = api, prometheus, actuator
         self.services: dict[str, SwarmManaged] = {}
         self.problem_services: dict[str, dict[str, Any]] = {}  # as listed, the services with problems
@@ -149,11 +148,6 @@ class SwarmBackend(LiveBackend):
         bounds = service_bounds(settings, (1, settings.max_replicas), resources, can_resize=True)
         return SwarmManaged(name, service, settings, ownership, saved, bounds, hpa_spec(bounds.min_replicas, bounds.max_replicas, target, window))
 
-    def spec(self, key: str) -> LiveSpec:
-        m = self.services[key]
-        return LiveSpec(key, m.shape.resources()[0], m.shape.resources()[2], m.settings.slo_quantile,
-                        m.settings.slo_latency_s, m.settings.workers_cores)
-
     # -- observing -------------------------------------------------------------------------------
 
     def observe_all(self) -> tuple[dict[str, ServiceState], dict[str, ServiceProblem]]:
@@ -168,7 +162,7 @@ class SwarmBackend(LiveBackend):
         ooms = self._oom_kills([t for tasks in by_service.values() for t in tasks])
         queries = [AppQuery(name, (name,), m.settings.slo_quantile, m.settings.slo_latency_s) for name, m in self.services.items()]
         apps = read_apps(self.prometheus, self.config.prometheus, self.config.namespaces, queries, (self.config.prometheus.app_label,))
-        cpu_free, memory_free = _headroom(self._nodes, [t for t in self._tasks if t.get("DesiredState") == RUNNING])
+        meant = [t for t in self._tasks if t.get("DesiredState") == RUNNING]
         states: dict[str, ServiceState] = {}
         problems = dict(self.problems)
         now = self.clock.now()
@@ -182,7 +176,8 @@ class SwarmBackend(LiveBackend):
                 if kills:
                     raise ServiceProblem("OOMKilled", f"{kills} container(s) of {name} were OOM-killed in the interval: "
                                                       "its original shape is restored")
-                states[name] = self._state(managed, now, tasks, readings, apps[name], cpu_free, memory_free)
+                room = _headroom(self._nodes, meant, _constraints(managed.service["Spec"]))
+                states[name] = self._state(managed, now, tasks, readings, apps[name], room)
             except ServiceProblem as problem:
                 problems[name] = problem
             self._reconcile_hpa(managed, now, tasks, readings)
@@ -226,7 +221,7 @@ class SwarmBackend(LiveBackend):
             raise
 
     def _state(self, managed: SwarmManaged, now: float, tasks: list[dict[str, Any]], readings: Mapping[str, Any],
-               app: AppMetrics | ServiceProblem, cpu_free: float, memory_free: float) -> ServiceState:
+               app: AppMetrics | ServiceProblem, room: tuple[float, float]) -> ServiceState:
         name = managed.key
         failed = [r for r in readings.values() if isinstance(r, ApiFailure)]
         if failed:
@@ -243,11 +238,12 @@ class SwarmBackend(LiveBackend):
         if isinstance(app, ServiceProblem):
             raise app
         shape = managed.shape
-        cpu_request, cpu_limit, memory_request, memory_limit = shape.resources()
+        running = [Shape.of_task(t["Spec"]).resources() for t in tasks if _running(t) and t.get("Spec")]
+        cpu_request, cpu_limit, memory_request, memory_limit = most_common_resources(running, shape.resources())
         ready = sum(1 for t in tasks if _running(t))
         meant = sum(1 for t in tasks if t.get("DesiredState") == RUNNING)
         periods = sum(u.periods for u in measured)
-        self._record(name, app, shape.replicas, shape.resources(), 0)
+        self._record(name, shape.replicas, Resources(cpu_request, cpu_limit, memory_request, memory_limit))
         return ServiceState(
             name=name, time_s=now, time_of_day_s=local_time_of_day(now), load_rps=app.load_rps,
             replicas_desired=shape.replicas, replicas_ready=ready, replicas_pending=max(0, meant - ready),
@@ -255,10 +251,11 @@ class SwarmBackend(LiveBackend):
             cpu_usage=sum(u.cpu_cores for u in measured) / len(measured),
             cpu_throttled_fraction=sum(u.throttled_periods for u in measured) / periods if periods > 0 else 0.0,
             memory_working_set=sum(u.memory_working_set for u in measured) / len(measured),
-            latency_quantile_s=app.latency_quantile_s, latency_mean_s=app.latency_mean_s,
+            latency_quantile_s=app.latency_quantile_s,
             slo_latency_s=managed.settings.slo_latency_s, slo_quantile=managed.settings.slo_quantile,
-            slo_violation_fraction=app.slo_violation_fraction, drop_fraction=app.drop_fraction, oom_kills=0,
-            cluster_cpu_headroom=cpu_free, cluster_memory_headroom=memory_free, bounds=managed.bounds, in_place_resize=False,
+            slow_request_fraction=app.slow_request_fraction, drop_fraction=app.drop_fraction, oom_kills=0,
+            pool_cpu_headroom=room[0], pool_memory_headroom=room[1], bounds=managed.bounds, in_place_resize=False,
+            workers_cores=managed.settings.workers_cores,
         )
 
     def _reconcile_hpa(self, managed: SwarmManaged, now: float, tasks: list[dict[str, Any]], readings: Mapping[str, Any]) -> None:
@@ -280,7 +277,7 @@ class SwarmBackend(LiveBackend):
 
     # -- acting ----------------------------------------------------------------------------------
 
-    def apply_one(self, key: str, decision: Decision, current: ServiceState | None = None) -> list[str]:
+    def apply_one(self, key: str, decision: Decision, current: ServiceState) -> list[str]:
         """Actuate one (already guarded) decision; what changed, for the log."""
         managed = self.services[key]
         replicas, why = decision.replicas, ""
@@ -292,9 +289,9 @@ class SwarmBackend(LiveBackend):
             replicas = proposal if floor is None else min(max(floor, proposal), managed.bounds.max_replicas)
             why = f" (HPA: {hpa.rescale_reason or 'no change'}{f', floor {floor}' if floor is not None else ''})" if hpa else ""
         wanted = replace(managed.shape, replicas=replicas)
-        resized = current is not None and not same_resources(decision, current)
+        resized = not same_resources(decision, current)
         if resized:
-            wanted = wanted.with_resources(resources_of(decision))
+            wanted = wanted.with_resources(Resources.of(decision))
         original = managed.ownership.original
         if wanted == original:
             return ["original spec restored"] if self.restore(key) else []
@@ -345,10 +342,38 @@ def _container(task: dict[str, Any]) -> str:
     return task["Status"].get("ContainerStatus", {}).get("ContainerID", "")
 
 
-def _headroom(nodes: list[dict[str, Any]], tasks: list[dict[str, Any]]) -> tuple[float, float]:
-    """CPUs and memory of the ready, active nodes less the reservations of the tasks meant to run on them."""
+def _constraints(spec: dict[str, Any]) -> list[str]:
+    return list(((spec.get("TaskTemplate") or {}).get("Placement") or {}).get("Constraints") or [])
+
+
+def node_matches(node: dict[str, Any], constraint: str) -> bool:
+    """Whether a node meets one placement constraint (`node.labels.K==V`, `node.role!=manager`, ...). Constraints on
+    attributes rlscale does not read (`engine.labels.*`) count as met: the pool is then wider, never empty."""
+    for operator in ("==", "!="):
+        if operator in constraint:
+            attribute, value = (part.strip() for part in constraint.split(operator, 1))
+            break
+    else:
+        return True
+    description, spec = node.get("Description") or {}, node.get("Spec") or {}
+    known = {"node.id": node.get("ID"), "node.hostname": description.get("Hostname"), "node.role": spec.get("Role"),
+             "node.platform.os": (description.get("Platform") or {}).get("OS"),
+             "node.platform.arch": (description.get("Platform") or {}).get("Architecture")}
+    if attribute.startswith("node.labels."):
+        found = (spec.get("Labels") or {}).get(attribute.removeprefix("node.labels."))
+    elif attribute in known:
+        found = known[attribute]
+    else:
+        return True
+    return (found == value) == (operator == "==")
+
+
+def _headroom(nodes: list[dict[str, Any]], tasks: list[dict[str, Any]], constraints: list[str]) -> tuple[float, float]:
+    """CPUs and memory of the ready, active nodes the service may be placed on (its constraints) less the
+    reservations of the tasks meant to run on them (`ServiceState`'s headroom)."""
     usable = {n["ID"]: n["Description"]["Resources"] for n in nodes
-              if n.get("Status", {}).get("State") == "ready" and n.get("Spec", {}).get("Availability") == "active"}
+              if n.get("Status", {}).get("State") == "ready" and n.get("Spec", {}).get("Availability") == "active"
+              and all(node_matches(n, c) for c in constraints)}
     cpu = sum(r.get("NanoCPUs", 0) for r in usable.values())
     memory = sum(r.get("MemoryBytes", 0) for r in usable.values())
     for task in tasks:

@@ -21,6 +21,7 @@ from typing import Any, Callable, TypeVar
 from rlscale.controller.api_errors import ApiFailure, with_retries
 from rlscale.controller.clock import Clock
 from rlscale.controller.config import ANNOTATION_PREFIX
+from rlscale.env.state import Resources
 
 T = TypeVar("T")
 ORIGINAL_SPEC = ANNOTATION_PREFIX + "original-spec"
@@ -45,6 +46,11 @@ class Shape:
                    int(limits.get("MemoryBytes", 0)), int(reservations.get("MemoryBytes", 0)))
 
     @classmethod
+    def of_task(cls, task_spec: dict[str, Any]) -> "Shape":
+        """The resources one task runs with (its own TaskSpec; replicas 1)."""
+        return cls.of({"Mode": {"Replicated": {"Replicas": 1}}, "TaskTemplate": task_spec})
+
+    @classmethod
     def parse(cls, text: str) -> "Shape":
         """The shape saved in a label; `ValueError` when it is not one."""
         try:
@@ -59,15 +65,15 @@ class Shape:
     def dump(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
 
-    def resources(self) -> tuple[float, float, float, float]:
+    def resources(self) -> Resources:
         """(cpu request, cpu limit, memory request, memory limit) in cores and bytes; an unset
         reservation is its limit and an unset limit its reservation, as Kubernetes defaults requests."""
         cpu_limit = self.cpu_limit or self.cpu_reservation
         memory_limit = self.memory_limit or self.memory_reservation
-        return ((self.cpu_reservation or cpu_limit) / NANO, cpu_limit / NANO, float(self.memory_reservation or memory_limit),
-                float(memory_limit))
+        return Resources((self.cpu_reservation or cpu_limit) / NANO, cpu_limit / NANO, float(self.memory_reservation or memory_limit),
+                         float(memory_limit))
 
-    def with_resources(self, resources: tuple[float, float, float, float]) -> "Shape":
+    def with_resources(self, resources: Resources) -> "Shape":
         cpu_request, cpu_limit, memory_request, memory_limit = resources
         return replace(self, cpu_limit=round(cpu_limit * NANO), cpu_reservation=round(cpu_request * NANO),
                        memory_limit=round(memory_limit), memory_reservation=round(memory_request))

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from rlscale.controller.config import ANNOTATION_PREFIX
+from rlscale.env.state import Resources
 from rlscale.quantity import parse_quantity
 
-Resources = tuple[float, float, float, float]  # cpu request, cpu limit, memory request, memory limit
 Key = tuple[str, str]  # (namespace, name)
 
 
@@ -68,6 +68,7 @@ class DeploymentView:
     total_replicas: int
     match_labels: Mapping[str, str]
     containers: tuple[Container, ...]
+    node_selector: tuple[tuple[str, str], ...] = ()  # the pod template's nodeSelector
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +79,7 @@ class PodView:
     ready: bool
     deleting: bool
     containers: tuple[Container, ...]
+    node_selector: tuple[tuple[str, str], ...] = ()
 
 
 def meta(obj: Mapping[str, Any]) -> Meta:
@@ -108,7 +110,7 @@ def deployment_view(obj: Mapping[str, Any]) -> DeploymentView:
         meta(obj), int((obj.get("metadata") or {}).get("generation") or 0), int(status.get("observedGeneration") or 0),
         int(spec.get("replicas") if spec.get("replicas") is not None else 1), int(status.get("readyReplicas") or 0),
         int(status.get("updatedReplicas") or 0), int(status.get("replicas") or 0),
-        dict((spec.get("selector") or {}).get("matchLabels") or {}), _containers(template),
+        dict((spec.get("selector") or {}).get("matchLabels") or {}), _containers(template), _node_selector(template),
     )
 
 
@@ -117,7 +119,11 @@ def pod_view(obj: Mapping[str, Any]) -> PodView:
     owner = next((o for o in m.get("ownerReferences") or [] if o.get("controller")), {})
     ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
     return PodView(meta(obj), owner.get("kind"), owner.get("name"), ready, bool(m.get("deletionTimestamp")),
-                   _containers(obj.get("spec") or {}))
+                   _containers(obj.get("spec") or {}), _node_selector(obj.get("spec") or {}))
+
+
+def _node_selector(pod_spec: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted((str(k), str(v)) for k, v in (pod_spec.get("nodeSelector") or {}).items()))
 
 
 def _containers(pod_spec: Mapping[str, Any]) -> tuple[Container, ...]:
@@ -131,8 +137,8 @@ def container_resources(resources: Mapping[str, Any]) -> Resources | None:
     try:
         cpu_request = parse_quantity(requests.get("cpu", limits.get("cpu", "100m")))
         memory_request = parse_quantity(requests.get("memory", limits.get("memory", "128Mi")))
-        found = (cpu_request, parse_quantity(limits.get("cpu", cpu_request)), memory_request,
-                 parse_quantity(limits.get("memory", memory_request)))
+        found = Resources(cpu_request, parse_quantity(limits.get("cpu", cpu_request)), memory_request,
+                          parse_quantity(limits.get("memory", memory_request)))
     except (TypeError, ValueError):
         return None
     return found if min(found) > 0 else None

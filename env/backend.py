@@ -17,35 +17,39 @@ from typing import Callable, Mapping, Protocol, Sequence
 
 import numpy as np
 
+from rlscale.env.reward import IntervalCost
 from rlscale.env.runtime import IntervalStats
-from rlscale.env.scenario import Scenario, ServiceSpec
+from rlscale.env.scenario import RewardWeights, Scenario, ServiceSpec
 from rlscale.env.simulator import Simulator
 from rlscale.env.state import Decision, ServiceState
 from rlscale.env.workloads import Workload
 
 WorkloadSource = Mapping[str, Workload] | Callable[[np.random.Generator], Mapping[str, Workload]]
-# Domain randomization: for each episode, a variant of the scenario and the workloads to run.
-EpisodeSampler = Callable[[np.random.Generator], tuple[Scenario, Mapping[str, Workload]]]
+# Domain randomization: for each episode, a variant of the scenario and the workloads to run
+# (`training.randomization.EpisodeSampler` is one).
+Episodes = Callable[[np.random.Generator], tuple[Scenario, Mapping[str, Workload]]]
 
 
 class ClusterBackend(Protocol):
-    """A cluster the environments and the runner can drive."""
+    """A cluster the environments drive: what they read of it is in its `ServiceState`s and interval costs."""
 
     managed: tuple[str, ...]
     decision_interval_s: int
-    scenario: Scenario  # the cluster's description: services, prices, reward weights
 
-    def specs(self) -> dict[str, ServiceSpec]: ...
+    @property
+    def reward_weights(self) -> RewardWeights: ...
 
     def reset(self, rng: np.random.Generator) -> dict[str, ServiceState]: ...
 
     def observe(self) -> dict[str, ServiceState]: ...
 
-    def apply(self, decisions: Mapping[str, Decision]) -> dict[str, Decision]: ...
+    def apply(self, decisions: Mapping[str, Decision]) -> dict[str, Decision]:
+        """Apply decisions on the one path to the cluster (live: guarded, as the controller does); what was applied."""
+        ...
 
     def advance(self) -> None: ...
 
-    def stats(self, name: str) -> IntervalStats: ...
+    def interval_cost(self, name: str) -> IntervalCost: ...
 
     def done(self) -> bool: ...
 
@@ -61,7 +65,7 @@ class SimBackend:
         duration_s: int | None = None,
         workloads: WorkloadSource | None = None,
         headroom: int = 0,
-        episodes: EpisodeSampler | None = None,
+        episodes: Episodes | None = None,
     ) -> None:
         names = [s.name for s in scenario.services]
         for name in managed or ():
@@ -76,11 +80,14 @@ class SimBackend:
         self.workloads = workloads
         self.headroom = headroom
         self.episodes = episodes
-        self.base_scenario = scenario
         self.sim: Simulator | None = None
 
     def specs(self) -> dict[str, ServiceSpec]:
         return {name: self.scenario.service(name) for name in self.managed}
+
+    @property
+    def reward_weights(self) -> RewardWeights:
+        return self.scenario.reward
 
     def reset(self, rng: np.random.Generator) -> dict[str, ServiceState]:
         """A new run; the first observation comes after one interval as configured (HPAs in charge).
@@ -126,7 +133,13 @@ class SimBackend:
         self._sim.advance(self.decision_interval_s)
 
     def stats(self, name: str) -> IntervalStats:
+        """Everything the simulator counted of the last interval (the runner's summaries read it)."""
         return self._sim.service(name).stats
+
+    def interval_cost(self, name: str) -> IntervalCost:
+        stats, spec = self.stats(name), self.scenario.service(name)
+        unit = self.scenario.prices.per_second(spec.cpu_request, spec.memory_request) * max(stats.seconds, 1)
+        return IntervalCost(stats.cost, unit)
 
     def done(self) -> bool:
         return self._sim.time_left_s < self.decision_interval_s

@@ -67,7 +67,7 @@ from typing import Sequence
 
 import numpy as np
 
-from rlscale.env.state import Decision, ServiceState
+from rlscale.env.state import Decision, ServiceState, same_resources
 
 CODEC_VERSION = 2
 HISTORY = 10  # states kept per service (5 minutes at 30 s intervals)
@@ -135,7 +135,7 @@ def encode(history: History) -> np.ndarray:
         state.cpu_throttled_fraction,
         state.memory_working_set / state.memory_limit,
         math.log2(latency_ratio) / 4,
-        state.slo_violation_fraction,
+        state.slow_request_fraction,
         state.drop_fraction,
         state.oom_kills / 4,
         state.replicas_ready / desired,
@@ -147,7 +147,7 @@ def encode(history: History) -> np.ndarray:
         float(state.load_rps <= 0),
         _position(state.replicas_desired, bounds.min_replicas, bounds.max_replicas),
         _log_position(state.cpu_limit, bounds.min_cpu_limit, bounds.max_cpu_limit),
-        state.cluster_cpu_headroom / state.cpu_limit / 16,
+        state.pool_cpu_headroom / state.cpu_limit / 16,
         float(state.in_place_resize),
     )
     return np.clip(np.array(values, dtype=np.float32), OBSERVATION_LOW, OBSERVATION_HIGH)
@@ -191,8 +191,7 @@ def decode(action: Sequence[int], history: History, *, workers_cores: float | No
 def applied(history: History, decision: Decision) -> None:
     """Note a decision that was applied (its resource change starts the hold)."""
     state = history.states[-1]
-    if (decision.cpu_request, decision.cpu_limit, decision.memory_request, decision.memory_limit) != (
-            state.cpu_request, state.cpu_limit, state.memory_request, state.memory_limit):
+    if not same_resources(decision, state):
         history.resources_changed_at = state.time_s
 
 

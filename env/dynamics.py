@@ -90,7 +90,6 @@ class Span:
     working_set: list[float] = field(default_factory=list)  # bytes per replica, per group
     oom_hazard: list[float] = field(default_factory=list)  # OOM kills per replica-second, per group
     overload_oom_at: int | None = None  # second (offset) at which overload OOM-kills a group
-    overload_oom_group: int | None = None
     components: list[LatencyComponent] = field(default_factory=list)
 
 
@@ -191,7 +190,7 @@ def _overloaded(
         if saturated:
             busy_seconds += 1.0
             if oom_group is not None and span.overload_oom_at is None:
-                span.overload_oom_at, span.overload_oom_group = i, oom_group
+                span.overload_oom_at = i
             shift = wait + 1.0 / capacity
             span.components.append(LatencyComponent(max(arriving - dropped, 0.0), shift, main.mu, main.mu, 0.0))
         else:

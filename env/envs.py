@@ -14,7 +14,7 @@ import numpy as np
 from gymnasium import spaces
 
 from rlscale.env import codec
-from rlscale.env.backend import ClusterBackend, EpisodeSampler, SimBackend, WorkloadSource
+from rlscale.env.backend import ClusterBackend, Episodes, SimBackend, WorkloadSource
 from rlscale.env.reward import reward_terms, weighted_reward
 from rlscale.env.scenario import Scenario, load_scenario
 from rlscale.env.state import ServiceState
@@ -52,9 +52,8 @@ class ClusterEnv(gym.Env):
 
     metadata: dict[str, Any] = {"render_modes": []}
 
-    def __init__(self, backend: ClusterBackend, weights_source: Scenario) -> None:
+    def __init__(self, backend: ClusterBackend) -> None:
         self.backend = backend
-        self.weights = weights_source.reward
         n = len(backend.managed)
         self.observation_space = spaces.Box(
             low=np.tile(codec.OBSERVATION_LOW, n), high=np.tile(codec.OBSERVATION_HIGH, n), dtype=np.float32
@@ -75,10 +74,9 @@ class ClusterEnv(gym.Env):
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         width = len(codec.ACTION_NVEC)
-        specs = self.backend.specs()
         decisions = {
             name: codec.decode(action[i * width : (i + 1) * width], self._histories[name],
-                               workers_cores=specs[name].workers_cores)
+                               workers_cores=self._states[name].workers_cores)
             for i, name in enumerate(self.backend.managed)
         }
         applied = self.backend.apply(decisions)
@@ -89,31 +87,28 @@ class ClusterEnv(gym.Env):
         for name, state in self._states.items():
             self._histories[name].record(state)
         services = {name: self._service_info(name, applied[name]) for name in self.backend.managed}
-        reward = sum(weighted_reward(info["terms"], self.weights) for info in services.values())
+        weights = self.backend.reward_weights
+        reward = sum(weighted_reward(info["terms"], weights) for info in services.values())
         info = _totals(services)
         info["services"] = services
-        info["weights"] = dataclasses.asdict(self.weights)
+        info["weights"] = dataclasses.asdict(weights)
         return self._observation(), float(reward), False, self.backend.done(), info
 
     def _observation(self) -> np.ndarray:
         return np.concatenate([codec.encode(self._histories[name]) for name in self.backend.managed])
 
     def _service_info(self, name: str, decision: codec.Decision) -> dict[str, Any]:
-        stats = self.backend.stats(name)
-        spec = self.backend.specs()[name]
+        cost = self.backend.interval_cost(name)
         before, after = self._previous[name], self._states[name]
-        resources_changed = (before.cpu_limit, before.memory_limit, before.cpu_request, before.memory_request) != (
-            after.cpu_limit, after.memory_limit, after.cpu_request, after.memory_request
-        )
-        terms = reward_terms(stats, spec, self.backend.scenario.prices, before.replicas_desired, after.replicas_desired, resources_changed)
+        terms = reward_terms(cost, before, after)
         return {
-            "cost": stats.cost,
+            "cost": cost.cost,
             "cost_units": terms["cost"],
-            "slo_violation": after.latency_quantile_s > spec.slo_latency_s,
-            "slow_fraction": after.slo_violation_fraction,
-            "dropped": stats.dropped,
+            "slo_violation": after.latency_quantile_s > after.slo_latency_s,
+            "slow_fraction": after.slow_request_fraction,
+            "dropped": after.drop_fraction * after.load_rps * self.backend.decision_interval_s,
             "drop_fraction": after.drop_fraction,
-            "oom_kills": stats.oom_kills,
+            "oom_kills": after.oom_kills,
             "decision": dataclasses.asdict(decision),
             "terms": terms,
         }
@@ -152,12 +147,11 @@ class ServiceScalingEnv(ClusterEnv):
         episode_s: int = 6 * 3600,
         workloads: WorkloadSource | None = None,
         headroom: int = 0,
-        episodes: EpisodeSampler | None = None,
+        episodes: Episodes | None = None,
     ) -> None:
         loaded = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
         managed = [service or loaded.services[0].name]
-        backend = SimBackend(loaded, managed, duration_s=episode_s, workloads=workloads, headroom=headroom, episodes=episodes)
-        super().__init__(backend, loaded)
+        super().__init__(SimBackend(loaded, managed, duration_s=episode_s, workloads=workloads, headroom=headroom, episodes=episodes))
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         observation, reward, terminated, truncated, info = super().step(action)
@@ -183,4 +177,4 @@ class ClusterScalingEnv(ClusterEnv):
         headroom: int = 0,
     ) -> None:
         loaded = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
-        super().__init__(SimBackend(loaded, services, duration_s=episode_s, workloads=workloads, headroom=headroom), loaded)
+        super().__init__(SimBackend(loaded, services, duration_s=episode_s, workloads=workloads, headroom=headroom))

@@ -14,26 +14,32 @@ The weights come from the scenario's `reward` section (`RewardWeights`).
 
 from __future__ import annotations
 
-from rlscale.env.runtime import IntervalStats
-from rlscale.env.scenario import Prices, RewardWeights, ServiceSpec
+from dataclasses import dataclass
+
+from rlscale.env.scenario import RewardWeights
+from rlscale.env.state import ServiceState, same_resources
 
 TERMS = ("cost", "slo", "drop", "churn")
 
 
-def reward_terms(
-    stats: IntervalStats, spec: ServiceSpec, prices: Prices, replicas_before: int, replicas_after: int, resources_changed: bool
-) -> dict[str, float]:
-    """The four unweighted terms for one service's interval."""
-    replica_cost = prices.per_second(spec.cpu_request, spec.memory_request) * max(stats.seconds, 1)
-    allowed_slow = 1.0 - spec.slo_quantile
-    requests = stats.arrivals
-    slow = stats.fraction_slower_than(spec.slo_latency_s) if requests > 0 else 0.0
-    dropped = stats.dropped / requests if requests > 0 else 0.0
+@dataclass(frozen=True)
+class IntervalCost:
+    """What one service's last interval cost, and the cost term's unit; the rest of the reward is in its states."""
+
+    cost: float  # currency, by the cost rule
+    replica_cost: float  # one replica of the service's reference pod template for the interval (> 0)
+
+
+def reward_terms(cost: IntervalCost, before: ServiceState, after: ServiceState) -> dict[str, float]:
+    """The four unweighted terms for one service's interval: `after` is the state observed at its end."""
+    allowed_slow = 1.0 - after.slo_quantile
+    slow = after.slow_request_fraction
     return {
-        "cost": stats.cost / replica_cost if replica_cost > 0 else 0.0,
+        "cost": cost.cost / cost.replica_cost if cost.replica_cost > 0 else 0.0,
         "slo": slow / allowed_slow if slow > allowed_slow else 0.0,  # 1 for the miss + the excess
-        "drop": dropped / allowed_slow,
-        "churn": abs(replicas_after - replicas_before) / max(replicas_before, 1) + float(resources_changed),
+        "drop": after.drop_fraction / allowed_slow,
+        "churn": abs(after.replicas_desired - before.replicas_desired) / max(before.replicas_desired, 1)
+        + float(not same_resources(before, after)),
     }
 
 

@@ -18,8 +18,7 @@ from rlscale.env.hpa import HorizontalPodAutoscaler, HpaDecision, HpaSpec
 from rlscale.env.kpa import KpaSettings, KpaState
 from rlscale.env.queueing import LatencyComponent, mixture_quantile, mixture_survival
 from rlscale.env.scenario import ServiceSpec
-
-Resources = tuple[float, float, float, float]  # (cpu request, cpu limit, memory request, memory limit)
+from rlscale.env.state import Resources
 
 
 @dataclass(slots=True)

@@ -118,11 +118,6 @@ class ServiceSpec:
         """The most CPU one replica's workers can use (each busy worker uses `cores_per_request`)."""
         return self.concurrency * self.cores_per_request
 
-    @property
-    def replica_capacity_rps(self) -> float:
-        """Requests/s one replica can serve at its CPU limit."""
-        return min(self.workers_cores, self.cpu_limit) / self.cpu_per_request
-
 
 @dataclass(frozen=True)
 class Scenario:

@@ -33,8 +33,8 @@ from rlscale.env.kpa import TICK_S as KPA_TICK_S, KpaSettings, KpaState, kpa_ste
 from rlscale.env.metrics_server import SAMPLES_KEPT, metric_replicas, scrape
 from rlscale.env.runtime import IntervalStats, ServiceRuntime
 from rlscale.env.scenario import Scenario
-from rlscale.env.state import ServiceState
-from rlscale.env.workloads import Workload
+from rlscale.env.state import Resources, ServiceState, most_common_resources, same_resources
+from rlscale.env.workloads import Workload, start_time_of_day
 
 PEAK_BLOCK_S = 15  # block size of the precomputed per-block peak rates
 SQUEEZE_STEP = 0.99  # squeezed CPU is rounded to this geometric grid of the limit (bounded model cache)
@@ -68,7 +68,10 @@ class Simulator:
         *,
         duration_s: int | None = None,
         workloads: dict[str, Workload] | None = None,
+        start_time_of_day_s: float | None = None,
     ) -> None:
+        """`start_time_of_day_s`: the local wall-clock time of day at which the run starts, for every service
+        (the emulator's clock); None: each service's own workload's (`start_time_of_day`)."""
         self.scenario = scenario
         self.timings = scenario.timings
         self.rng = rng
@@ -80,9 +83,11 @@ class Simulator:
             for i in range(pool.nodes)
         ]
         self.services: list[ServiceRuntime] = []
+        self._day_starts: list[float] = []  # per service: its wall clock's time of day at t = 0
         self._peaks: list[np.ndarray] = []
         for index, spec in enumerate(scenario.services):
             workload = (workloads or {}).get(spec.name, spec.workload)
+            self._day_starts.append(start_time_of_day(workload) if start_time_of_day_s is None else start_time_of_day_s)
             rates = np.maximum(workload.rates(self.duration_s, rng), 0.0)
             resources = (spec.cpu_request, spec.cpu_limit, spec.memory_request, spec.memory_limit)
             svc = ServiceRuntime(
@@ -145,13 +150,14 @@ class Simulator:
         spec, stats, view = svc.spec, svc.stats, svc.view
         seconds = max(stats.seconds, 1)
         ready_seconds = stats.ready_replica_seconds
-        cpu_req, cpu_lim, mem_req, mem_lim = svc.new_pod_resources
+        ready = [Resources(p.cpu_request, p.cpu_limit, p.memory_request, p.memory_limit) for p, _ in view.ready]
+        cpu_req, cpu_lim, mem_req, mem_lim = most_common_resources(ready, Resources(*svc.template))
         nodes = [n for n in self.nodes if spec.node_pool in (None, n.pool)]
         requests = stats.arrivals
         return ServiceState(
             name=name,
             time_s=float(self.now),
-            time_of_day_s=float(self.now % 86_400),
+            time_of_day_s=float((self._day_starts[svc.index] + self.now) % 86_400),
             load_rps=requests / seconds,
             replicas_desired=svc.replicas,
             replicas_ready=len(view.ready),
@@ -164,16 +170,16 @@ class Simulator:
             cpu_throttled_fraction=stats.throttled_replica_seconds / ready_seconds if ready_seconds else 0.0,
             memory_working_set=stats.working_set_byte_seconds / ready_seconds if ready_seconds else 0.0,
             latency_quantile_s=stats.latency_quantile(spec.slo_quantile, spec.timeout_s),
-            latency_mean_s=stats.latency_mean,
             slo_latency_s=spec.slo_latency_s,
             slo_quantile=spec.slo_quantile,
-            slo_violation_fraction=stats.fraction_slower_than(spec.slo_latency_s) if requests else 0.0,
+            slow_request_fraction=stats.fraction_slower_than(spec.slo_latency_s) if requests else 0.0,
             drop_fraction=stats.dropped / requests if requests else 0.0,
             oom_kills=stats.oom_kills,
-            cluster_cpu_headroom=sum(n.cpu - n.cpu_requested for n in nodes),
-            cluster_memory_headroom=sum(n.memory - n.memory_requested for n in nodes),
+            pool_cpu_headroom=sum(n.cpu - n.cpu_requested for n in nodes),
+            pool_memory_headroom=sum(n.memory - n.memory_requested for n in nodes),
             bounds=spec.bounds,
             in_place_resize=spec.resize == "in_place",
+            workers_cores=spec.workers_cores,
         )
 
     # ------------------------------------------------------------------------------------------
@@ -239,8 +245,8 @@ class Simulator:
         if not (0 < cpu_request <= cpu_limit and 0 < memory_request <= memory_limit):
             raise ValueError(f"invalid resources for {name}: requests must be positive and within limits")
         svc = self._by_name[name]
-        target = (cpu_request, cpu_limit, memory_request, memory_limit)
-        if target == svc.new_pod_resources:
+        target = Resources(cpu_request, cpu_limit, memory_request, memory_limit)
+        if same_resources(target, Resources(*svc.new_pod_resources)):
             return
         svc.stats.resource_changes += 1
         if svc.spec.resize == "in_place":
@@ -253,8 +259,8 @@ class Simulator:
     def update_template(self, name: str, cpu_request: float, cpu_limit: float, memory_request: float, memory_limit: float) -> None:
         """Change the Deployment's pod template: a new revision, rolled out by the Deployment controller."""
         svc = self._by_name[name]
-        target = (cpu_request, cpu_limit, memory_request, memory_limit)
-        if target == svc.template:
+        target = Resources(cpu_request, cpu_limit, memory_request, memory_limit)
+        if same_resources(target, Resources(*svc.template)):
             return
         svc.template = svc.new_pod_resources = target
         svc.revision += 1

@@ -7,9 +7,51 @@ CPU in cores, memory in bytes, time in seconds, load in requests/s.
 
 from __future__ import annotations
 
+import math
+import time
+from collections import Counter
 from dataclasses import dataclass
+from typing import Iterable, NamedTuple, Protocol
 
 from rlscale.env.kpa import KpaSettings
+
+
+class Resources(NamedTuple):
+    """One replica's (one container's) CPU and memory, requests and limits: cores and bytes."""
+
+    cpu_request: float
+    cpu_limit: float
+    memory_request: float
+    memory_limit: float
+
+    @classmethod
+    def of(cls, item: "HasResources") -> "Resources":
+        return cls(item.cpu_request, item.cpu_limit, item.memory_request, item.memory_limit)
+
+
+class HasResources(Protocol):
+    cpu_request: float
+    cpu_limit: float
+    memory_request: float
+    memory_limit: float
+
+
+def local_time_of_day(now: float) -> float:
+    """Seconds since local midnight at Unix time `now` (`ServiceState.time_of_day_s` on a wall clock)."""
+    return (now + time.localtime(now).tm_gmtoff) % 86_400
+
+
+def same_resources(a: HasResources, b: HasResources) -> bool:
+    """Whether two decisions, states or pods ask for the same resources: equal up to float noise (keeping a
+    request-to-limit ratio leaves 1e-17s behind), so that no write, no rate limit and no churn follow from it."""
+    return all(math.isclose(x, y, rel_tol=1e-6) for x, y in zip(Resources.of(a), Resources.of(b)))
+
+
+def most_common_resources(running: Iterable[Resources], otherwise: Resources) -> Resources:
+    """What most of the ready replicas run with (`ServiceState`'s meaning of a service's resources); `otherwise`
+    (the template's) when none is ready."""
+    counts = Counter(running)
+    return Resources(*counts.most_common(1)[0][0]) if counts else otherwise
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,7 +68,30 @@ class Bounds:
 
 @dataclass(frozen=True, slots=True)
 class ServiceState:
-    """One service at one decision time, summarising the interval that just ended."""
+    """One service at one decision time, summarising the interval that just ended.
+
+    Every field means the same in the simulator and on every live backend (the seam test,
+    `tests/test_seam.py`, holds the Kubernetes backend reading the emulator through Prometheus
+    against the simulator's own state, field by field, within the tolerances it names):
+
+    - `name`: the service's key (the scenario's name; live `namespace/name`, on Swarm the service's).
+    - `time_s`: the backend's clock (seconds since the run began; live, the Unix time): only
+      differences mean something. `time_of_day_s`: seconds since midnight of the service's local
+      wall clock (live the controller's local time; in simulation the run's wall clock: the trace's
+      own clock, or the emulator's, see `Simulator(start_time_of_day_s=)`).
+    - load, latency, slow and dropped shares: over the last interval (live, the Prometheus window).
+    - replicas: `replicas_desired` the Deployment's (Swarm service's) spec, `replicas_ready` pods that
+      are Ready and not terminating, `replicas_pending` the service's other pods (unscheduled or starting).
+    - resources: per replica, what most of the ready pods run with (so an in-place resize counts once
+      the kubelet applied it, a rolling update once most pods are new); with none ready, the template's.
+    - usage: means over the ready replicas and the interval.
+    - headroom: allocatable minus the requests of every pod placed there, summed over the nodes the
+      service may be scheduled on (its node pool: in simulation `node_pool`, live the nodes whose labels
+      match the pod template's `nodeSelector`, on Swarm its placement constraints); all nodes when unconstrained.
+    - `bounds`: what rlscale may choose; a limit without a range (annotation, scenario) is held where it is.
+    - `workers_cores`: the most CPU one replica's workers can use (None: not known live, when the
+      `rlscale.io/workers-cores` annotation is absent).
+    """
 
     name: str
     time_s: float
@@ -37,7 +102,7 @@ class ServiceState:
     replicas_desired: int
     replicas_ready: int
     replicas_pending: int
-    # resources per replica (the Deployment's pod template)
+    # resources per replica (what most ready pods run with)
     cpu_request: float
     cpu_limit: float
     memory_request: float
@@ -48,17 +113,17 @@ class ServiceState:
     memory_working_set: float
     # service quality over the last interval
     latency_quantile_s: float  # at the SLO's quantile
-    latency_mean_s: float
     slo_latency_s: float
     slo_quantile: float
-    slo_violation_fraction: float  # share of requests slower than the SLO target (drops count as slow)
+    slow_request_fraction: float  # share of requests slower than the SLO target (drops count as slow)
     drop_fraction: float
     oom_kills: int
-    # room left on the nodes this service may use (allocatable minus requests)
-    cluster_cpu_headroom: float
-    cluster_memory_headroom: float
+    # room left on the nodes of the service's pool (allocatable minus requests)
+    pool_cpu_headroom: float
+    pool_memory_headroom: float
     bounds: Bounds
     in_place_resize: bool = True  # resources change in place (pods/resize); False: by a rolling update
+    workers_cores: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -156,6 +156,16 @@ class TraceReplay:
         return base[index]
 
 
+def start_time_of_day(workload: Workload) -> float:
+    """The local time of day (seconds since midnight) on the workload's own clock when a run starts: a trace's
+    replay offset (traces start at midnight), a diurnal cycle's `start_s`, else midnight."""
+    if isinstance(workload, TraceReplay):
+        return workload.offset_s % 86_400
+    if isinstance(workload, Diurnal):
+        return workload.start_s % 86_400
+    return 0.0
+
+
 # --------------------------------------------------------------------------------------------
 # Generators
 

@@ -87,7 +87,7 @@ def test_holt_follows_a_level_and_a_trend() -> None:
 def _state(load: float, **changes) -> ServiceState:
     spec = make_scenario().services[0]
     base = ServiceState("svc", 600.0, 600.0, load, 2, 2, 0, spec.cpu_request, spec.cpu_limit, spec.memory_request,
-                        spec.memory_limit, load * 0.1 / 2, 0.0, spec.base_memory, 0.1, 0.05, 1.0, 0.95, 0.0, 0.0, 0, 8.0,
+                        spec.memory_limit, load * 0.1 / 2, 0.0, spec.base_memory, 0.1, 1.0, 0.95, 0.0, 0.0, 0, 8.0,
                         1e10, spec.bounds)
     return dataclasses.replace(base, **changes)
 

@@ -24,8 +24,8 @@ def state(**changes) -> ServiceState:
         name="svc", time_s=600.0, time_of_day_s=600.0, load_rps=20.0, replicas_desired=4, replicas_ready=4,
         replicas_pending=0, cpu_request=0.05, cpu_limit=0.1, memory_request=64 * MIB, memory_limit=128 * MIB,
         cpu_usage=0.04, cpu_throttled_fraction=0.1, memory_working_set=60 * MIB, latency_quantile_s=0.2,
-        latency_mean_s=0.08, slo_latency_s=0.25, slo_quantile=0.95, slo_violation_fraction=0.02,
-        drop_fraction=0.0, oom_kills=0, cluster_cpu_headroom=3.0, cluster_memory_headroom=4096 * MIB, bounds=BOUNDS,
+        slo_latency_s=0.25, slo_quantile=0.95, slow_request_fraction=0.02,
+        drop_fraction=0.0, oom_kills=0, pool_cpu_headroom=3.0, pool_memory_headroom=4096 * MIB, bounds=BOUNDS,
     )
     return dataclasses.replace(base, **changes)
 
@@ -114,12 +114,19 @@ def test_an_oom_kill_raises_the_memory_limit() -> None:
 def test_decode_always_stays_within_bounds(replicas, cpu_limit, memory_limit, load, usage, ooms, action) -> None:
     s = state(replicas_desired=replicas, cpu_limit=cpu_limit, cpu_request=cpu_limit / 2, memory_limit=memory_limit,
               memory_request=memory_limit / 2, load_rps=load, cpu_usage=usage, oom_kills=ooms)
-    d = codec.decode(action, history(state(), s))
+    h = history(state(), s)
+    d = codec.decode(action, h)
     assert BOUNDS.min_replicas <= d.replicas <= BOUNDS.max_replicas
-    assert BOUNDS.min_cpu_limit <= d.cpu_limit <= BOUNDS.max_cpu_limit
-    assert BOUNDS.min_memory_limit <= d.memory_limit <= BOUNDS.max_memory_limit
     assert 0 < d.cpu_request <= d.cpu_limit and 0 < d.memory_request <= d.memory_limit
     assert 1 <= d.hpa_target_utilization <= codec.MAX_HPA_TARGET
+    # what `clipped` cannot give: the CPU limit is the chosen level, and the replicas the fewest that serve the load
+    top, u = BOUNDS.max_cpu_limit, codec.UTILIZATIONS[action[0]]
+    level = top / 2.0 ** (codec.CPU_LEVELS - 1 - action[1])
+    assert d.cpu_limit == pytest.approx(min(max(level, BOUNDS.min_cpu_limit), BOUNDS.max_cpu_limit))
+    demand = load * (h.cpu_per_request or 0.0)
+    if codec.ANTICIPATIONS[action[2]] == "now" and demand > 0:
+        assert d.replicas == BOUNDS.max_replicas or d.replicas * d.cpu_limit * u >= demand * (1 - 1e-6)
+        assert d.replicas == BOUNDS.min_replicas or (d.replicas - 1) * d.cpu_limit * u < demand
 
 
 @settings(max_examples=300, deadline=None)
@@ -129,7 +136,7 @@ def test_decode_always_stays_within_bounds(replicas, cpu_limit, memory_limit, lo
 )
 def test_observation_stays_in_its_box(load, usage, latency, ready, pending, ooms, headroom, drop) -> None:
     s = state(load_rps=load, cpu_usage=usage, latency_quantile_s=latency, replicas_ready=ready,
-              replicas_pending=pending, oom_kills=ooms, cluster_cpu_headroom=headroom, drop_fraction=drop)
+              replicas_pending=pending, oom_kills=ooms, pool_cpu_headroom=headroom, drop_fraction=drop)
     observation = codec.encode(history(state(load_rps=load / 3 + 1), s))
     assert observation.shape == (codec.OBSERVATION_SIZE,) and observation.dtype == np.float32
     assert np.all(observation >= codec.OBSERVATION_LOW) and np.all(observation <= codec.OBSERVATION_HIGH)

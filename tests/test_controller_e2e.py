@@ -191,10 +191,8 @@ def test_api_faults_do_not_crash_and_never_break_bounds(faults: dict[str, Any], 
 
 def test_invalid_policy_output_fails_static() -> None:
     with live() as (cluster, prometheus):
-        controller = build(config_for(prometheus), client_for(cluster.server.url), policy=PerReplica())
-        pin_once(cluster, controller)
-        controller.policy = Broken()
-        controller._policy_services = None
+        pin_once(cluster, build(config_for(prometheus), client_for(cluster.server.url), policy=PerReplica()))
+        controller = build(config_for(prometheus), client_for(cluster.server.url), policy=Broken())  # a restart with a bad policy
         step(controller)
         assert fail_static_reason(controller) == "InvalidPolicyOutput"
         assert hpa_bounds(cluster) == (1, 20, None)
@@ -206,6 +204,8 @@ def test_live_cluster_env_steps_with_the_simulated_envs_spaces() -> None:
     from rlscale.env.envs import ServiceScalingEnv
 
     with live() as (cluster, prometheus):
+        cluster.autoscaling.patch_namespaced_horizontal_pod_autoscaler("web", NS, {"metadata": {"annotations": {
+            "rlscale.io/cpu-limit-range": "100m,2", "rlscale.io/workers-cores": "250m"}}})  # the top CPU level: 250m
         controller = build(config_for(prometheus, interval_s=1.0), client_for(cluster.server.url), policy=PerReplica())
         env = LiveClusterEnv(controller.backend)
         simulated = ServiceScalingEnv(SCENARIO, "web", episode_s=600)
@@ -215,12 +215,18 @@ def test_live_cluster_env_steps_with_the_simulated_envs_spaces() -> None:
             assert env.observation_space.contains(observation)
             # the most replicas an action can ask for: 30% of a quarter of the top CPU limit, planned for the peak
             most = (codec.UTILIZATIONS.index(0.3), 0, codec.ANTICIPATIONS.index("peak"), codec.REQUEST_SHARES.index(1.0))
-            for _ in range(3):
+            for i in range(3):
+                replicas = cluster.apps.read_namespaced_deployment("web", NS).spec.replicas
                 observation, reward, terminated, truncated, info = env.step(most)
                 assert env.observation_space.contains(observation) and not (terminated or truncated)
                 decision = info["services"]["default/web"]["decision"]
-                assert reward == reward and decision["hpa_floor"]  # a number; a floor under the HPA
+                assert math.isfinite(reward) and decision["hpa_floor"]  # a floor under the HPA
                 assert hpa_bounds(cluster)[:2] == (decision["replicas"], 20)  # the floor is the HPA's minimum
+                assert decision["replicas"] <= 2 * replicas  # the controller's guard: at most x2 per step
+                if i == 0:  # resources take the same path: a quarter of 250m, at the range's floor; then rate-limited
+                    assert decision["cpu_limit"] == pytest.approx(0.1)
+                    wait_until(lambda: all(c.resources.limits["cpu"] == "100m" for p in cluster.core.list_namespaced_pod(NS).items
+                                           for c in p.spec.containers), 10, "the pods resized")
         finally:
             env.close()
 

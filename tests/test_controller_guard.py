@@ -23,8 +23,8 @@ def state(replicas: int = 4, **changes) -> ServiceState:
         name="svc", time_s=1000.0, time_of_day_s=1000.0, load_rps=10.0, replicas_desired=replicas, replicas_ready=replicas,
         replicas_pending=0, cpu_request=0.25, cpu_limit=0.5, memory_request=256 * MIB, memory_limit=512 * MIB,
         cpu_usage=0.2, cpu_throttled_fraction=0.0, memory_working_set=200 * MIB, latency_quantile_s=0.1,
-        latency_mean_s=0.05, slo_latency_s=0.3, slo_quantile=0.95, slo_violation_fraction=0.0, drop_fraction=0.0,
-        oom_kills=0, cluster_cpu_headroom=4.0, cluster_memory_headroom=0.0, bounds=BOUNDS,
+        slo_latency_s=0.3, slo_quantile=0.95, slow_request_fraction=0.0, drop_fraction=0.0,
+        oom_kills=0, pool_cpu_headroom=4.0, pool_memory_headroom=0.0, bounds=BOUNDS,
     )
     return dataclasses.replace(base, **changes)
 

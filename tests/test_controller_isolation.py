@@ -96,13 +96,14 @@ def test_a_batch_that_fails_for_one_service_fails_only_that_one(prometheus) -> N
 def test_a_non_finite_observation_is_refused_for_that_service_alone(prometheus) -> None:
     with cluster_for(prometheus, *NAMES) as cluster:
         controller = controller_for(cluster, prometheus, Fixed(3))
-        original = controller.backend._state
+        observe_all = controller.backend.observe_all
 
-        def poisoned(managed: Any, metrics: Any) -> ServiceState:  # a NaN that got past the metric checks
-            state = original(managed, metrics)
-            return dataclasses.replace(state, cpu_usage=float("nan")) if managed.key.endswith("/" + BAD) else state
+        def poisoned() -> tuple[dict[str, ServiceState], dict[str, Any]]:  # a NaN that got past the metric checks
+            states, problems = observe_all()
+            return {key: dataclasses.replace(s, cpu_usage=float("nan")) if key.endswith("/" + BAD) else s
+                    for key, s in states.items()}, problems
 
-        controller.backend._state = poisoned
+        controller.backend.observe_all = poisoned  # type: ignore[method-assign]
         step(controller)
         assert failing(controller) == {f"{NS}/{BAD}": "InvalidObservation"}
         assert bounds(cluster, "a")[:2] == (3, 3) and bounds(cluster, BAD)[:2] == (1, 20)
@@ -115,6 +116,7 @@ def test_workers_cores_annotation_caps_the_learned_policys_cpu_limits(prometheus
                                                                "rlscale.io/cpu-limit-range": "100m,2"}}})
         controller = controller_for(cluster, prometheus, LearnedPolicy.load(shipped_model("default")))
         step(controller)
-        assert controller.backend.spec(f"{NS}/{BAD}").workers_cores == 0.25
-        assert controller.backend.spec(f"{NS}/a").workers_cores is None
-        assert controller.policy.context.spec(f"{NS}/{BAD}").workers_cores == 0.25  # what the codec reads
+        states, _ = controller.backend.observe_all()
+        assert states[f"{NS}/{BAD}"].workers_cores == 0.25 and states[f"{NS}/a"].workers_cores is None
+        decisions = LearnedPolicy.load(shipped_model("default")).decide_all(states)  # what the codec makes of them
+        assert decisions[f"{NS}/{BAD}"].cpu_limit <= 0.25 and decisions[f"{NS}/a"].cpu_limit == 1.0

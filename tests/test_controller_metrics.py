@@ -13,6 +13,7 @@ from typing import Any, Iterator
 
 import pytest
 
+from rlscale.controller.metrics_source import NodeRoom, pool_headroom
 from rlscale.controller.config import PrometheusSettings, config_from_reader
 from rlscale.controller.problems import ServiceProblem
 from rlscale.controller.prometheus import Prometheus
@@ -166,3 +167,23 @@ def test_bad_prometheus_auth_settings(prometheus_config: dict, fragment: str) ->
 def test_a_missing_ca_bundle_is_one_line(tmp_path: Path) -> None:
     with pytest.raises(UserInputError, match="prometheus.ca_file"):
         Prometheus(PrometheusSettings(url="https://prometheus:9090", ca_file=str(tmp_path / "missing.crt")))
+
+
+NODES = {"a-0": NodeRoom(2.0, 4e9, {"node": "a-0", "label_rlscale_io_node_pool": "a"}),
+         "a-1": NodeRoom(1.5, 2e9, {"node": "a-1", "label_rlscale_io_node_pool": "a"}),
+         "b-0": NodeRoom(8.0, 3e10, {"node": "b-0", "label_rlscale_io_node_pool": "b"})}
+
+
+@pytest.mark.parametrize(("selector", "expected"), [
+    ((), (11.5, 3.6e10)),  # no nodeSelector: every node
+    ((("rlscale.io/node-pool", "a"),), (3.5, 6e9)),
+    ((("rlscale.io/node-pool", "c"),), (0.0, 0.0)),  # a pool with no nodes has no room
+], ids=["all", "pool-a", "no-such-pool"])
+def test_headroom_is_the_free_room_of_the_nodes_the_service_may_use(selector, expected) -> None:
+    assert pool_headroom(NODES, selector, "default/web") == pytest.approx(expected)
+
+
+def test_a_node_label_kube_state_metrics_does_not_export_fails_that_service() -> None:
+    with pytest.raises(ServiceProblem) as problem:
+        pool_headroom(NODES, (("cloud.google.com/gke-nodepool", "gpu"),), "default/web")
+    assert problem.value.reason == "MetricsMissing" and "--metric-labels-allowlist=nodes=[cloud.google.com/gke-nodepool]" in problem.value.detail

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from rlscale.agent.policy import Policy, keep_resources
-from rlscale.controller.ownership import Memory, own, pin_patch, restore_patch
+from rlscale.controller.ownership import Memory, own, pin_patch, restore_patch, with_cpu_target
 from rlscale.env.state import Decision, ServiceState
 
 from controller_fixtures import (NS, FakeClock, Fixed, bounds, cluster_for, controller_for, events, failing, patch_hpa, prometheus,  # noqa: F401
@@ -54,6 +54,29 @@ def test_patches_write_only_what_changes() -> None:
         "metadata": {"resourceVersion": "7", "annotations": {"rlscale.io/original-bounds": None}}, "spec": {"minReplicas": 2, "maxReplicas": 50}}
     # restoring an HPA that had no CPU target takes rlscale's away again
     assert restore_patch((2, 20, 50), True, (1, 20, None), "7", [MEMORY_METRIC, cpu_at(50)])["spec"]["metrics"] == [MEMORY_METRIC]
+
+
+PODS_METRIC = {"type": "Pods", "pods": {"metric": {"name": "queue_depth"}, "target": {"type": "AverageValue", "averageValue": "5"}}}
+CPU_FIRST = [{**cpu_at(70), "note": "kept"}, PODS_METRIC, MEMORY_METRIC]
+
+
+@pytest.mark.parametrize(("metrics", "target", "expected"), [
+    (CPU_FIRST, 50, [{**cpu_at(50), "note": "kept"}, PODS_METRIC, MEMORY_METRIC]),  # in its place, its other fields kept
+    (CPU_FIRST, 70, CPU_FIRST),
+    ([PODS_METRIC], 40, [PODS_METRIC, cpu_at(40)]),  # the HPA had none: rlscale's goes last
+    ([PODS_METRIC, cpu_at(40)], None, [PODS_METRIC]),  # and goes again when its original had none
+    ([], None, []),
+], ids=["in-place", "unchanged", "added", "removed", "empty"])
+def test_only_the_cpu_utilization_target_changes(metrics, target, expected) -> None:
+    assert with_cpu_target(metrics, target) == expected
+
+
+def test_pinning_then_restoring_gives_the_metrics_back_exactly() -> None:
+    for original_target, metrics in ((70, CPU_FIRST), (None, [PODS_METRIC, MEMORY_METRIC])):
+        pinned = pin_patch((1, 20, original_target), None, (1, 20, original_target), (2, 20, 35), "7", metrics)["spec"]["metrics"]
+        assert pinned != metrics
+        restored = restore_patch((2, 20, 35), True, (1, 20, original_target), "8", pinned)["spec"]["metrics"]
+        assert restored == metrics
 
 
 def test_a_person_widening_a_pinned_hpa_wins_and_shutdown_keeps_their_edit(prometheus) -> None:

@@ -72,9 +72,9 @@ def test_a_broken_policy_never_starts(tmp_path: Path, change: Callable[[Path], N
 def test_the_policy_can_be_pinned_by_sha256(tmp_path: Path) -> None:
     policy = LearnedPolicy.load(SHIPPED)
     right = sha256_of(SHIPPED / SUMS_FILE)
-    verify_policy(policy, "learned:default", SHIPPED, right, scenario=None)  # the pinned one starts
+    verify_policy(policy, "learned:default", SHIPPED, right)  # the pinned one starts
     with pytest.raises(UserInputError, match="is not the pinned policy_sha256"):
-        verify_policy(policy, "learned:default", SHIPPED, "0" * 64, scenario=None)
+        verify_policy(policy, "learned:default", SHIPPED, "0" * 64)
 
 
 def test_nan_weights_would_halve_every_service(tmp_path: Path) -> None:

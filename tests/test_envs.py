@@ -63,9 +63,10 @@ def test_reward_is_minus_the_weighted_terms_in_info(env_id: str) -> None:
         expected = -sum(weights[t] * s["terms"][t] for s in info["services"].values() for t in TERMS)
         assert reward == pytest.approx(expected)
         assert not terminated
-        for service in info["services"].values():
+        observed = env.unwrapped.backend.observe()
+        for name, service in info["services"].items():
             assert service["cost"] >= 0 and (service["terms"]["cost"] > 0) == (service["cost"] > 0)
-            assert service["slo_violation"] in (True, False)
+            assert service["slo_violation"] is (observed[name].latency_quantile_s > observed[name].slo_latency_s)
     assert steps == 1800 // 30 - 1  # the first interval runs before the first observation
 
 

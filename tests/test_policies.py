@@ -29,9 +29,9 @@ def state(name: str, **changes) -> ServiceState:
         name=name, time_s=600.0, time_of_day_s=600.0, load_rps=10.0, replicas_desired=2, replicas_ready=2,
         replicas_pending=0, cpu_request=spec.cpu_request, cpu_limit=spec.cpu_limit, memory_request=spec.memory_request,
         memory_limit=spec.memory_limit, cpu_usage=0.5, cpu_throttled_fraction=0.0, memory_working_set=spec.base_memory,
-        latency_quantile_s=0.1, latency_mean_s=0.05, slo_latency_s=spec.slo_latency_s, slo_quantile=spec.slo_quantile,
-        slo_violation_fraction=0.0, drop_fraction=0.0, oom_kills=0, cluster_cpu_headroom=4.0,
-        cluster_memory_headroom=16 * 2**30, bounds=spec.bounds,
+        latency_quantile_s=0.1, slo_latency_s=spec.slo_latency_s, slo_quantile=spec.slo_quantile,
+        slow_request_fraction=0.0, drop_fraction=0.0, oom_kills=0, pool_cpu_headroom=4.0,
+        pool_memory_headroom=16 * 2**30, bounds=spec.bounds,
     )
     return dataclasses.replace(base, **changes)
 

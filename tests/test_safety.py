@@ -44,8 +44,8 @@ def policy(net: PolicyNetwork) -> LearnedPolicy:
 
 def state(t: float, **changes) -> ServiceState:
     base = ServiceState(SPEC.name, t, t, 20.0, 3, 3, 0, SPEC.cpu_request, SPEC.cpu_limit, SPEC.memory_request,
-                        SPEC.memory_limit, 0.03, 0.0, 50 * 2**20, 0.05, 0.02, SPEC.slo_latency_s, SPEC.slo_quantile, 0.0,
-                        0.0, 0, 5.0, 2**33, SPEC.bounds)
+                        SPEC.memory_limit, 0.03, 0.0, 50 * 2**20, 0.05, SPEC.slo_latency_s, SPEC.slo_quantile, 0.0,
+                        0.0, 0, 5.0, 2**33, SPEC.bounds, workers_cores=SPEC.workers_cores)
     return dataclasses.replace(base, **changes)
 
 

@@ -7,6 +7,7 @@ import pytest
 
 from rlscale.env.scenario import load_scenario
 from rlscale.env.simulator import Simulator
+from rlscale.env.workloads import Diurnal, Step, Trace, TraceReplay
 
 from conftest import make_scenario
 
@@ -139,7 +140,7 @@ def test_pods_that_fit_nowhere_stay_pending() -> None:
     assert svc.replicas > 3  # the HPA wants more than the node holds
     assert sum(p.node is not None for p in svc.pods) == 3
     assert state.replicas_pending == svc.replicas - 3 and state.replicas_ready == 3
-    assert state.cluster_cpu_headroom == pytest.approx(0.0)
+    assert state.pool_cpu_headroom == pytest.approx(0.0)
 
 
 def test_high_priority_service_preempts_low_priority_pods() -> None:
@@ -215,3 +216,28 @@ def test_hpa_follows_a_load_step_up_and_later_down() -> None:
     assert max(replicas[:40]) > 6 and replicas[39] == 6
     # After the drop it holds for the 300 s stabilization window, then goes to ceil(0.5 / 0.7) = 1.
     assert replicas[40 + 8] == 6 and replicas[-1] == 1
+
+
+@pytest.mark.parametrize(("workload", "start", "expected"), [
+    (TraceReplay(Trace("flat", 10.0, np.full(100, 50.0)), offset_s=3 * 3600), None, 3 * 3600 + 60),  # the trace's clock
+    (Diurnal(mean_rps=5.0, start_s=8 * 3600), None, 8 * 3600 + 60),
+    (Step(base_rps=5.0, step_rps=5.0), None, 60),  # generators without a clock start at midnight
+    (Step(base_rps=5.0, step_rps=5.0), 86_380.0, 40),  # the emulator's wall clock, past midnight
+], ids=["trace-offset", "diurnal-start", "step", "wall-clock"])
+def test_time_of_day_is_the_services_wall_clock(workload, start, expected) -> None:
+    scenario = make_scenario()
+    sim = Simulator(scenario, np.random.default_rng(0), duration_s=600, workloads={"svc": workload}, start_time_of_day_s=start)
+    sim.advance(60)
+    assert sim.state("svc").time_of_day_s == pytest.approx(expected)
+
+
+def test_the_resources_are_what_most_ready_pods_run_with() -> None:
+    """Resized in place, the pods run with the new resources before (and without) the template changing."""
+    sim = Simulator(make_scenario({"resize": "in_place"}), np.random.default_rng(0), duration_s=600)
+    sim.advance(60)
+    sim.set_resources("svc", 0.5, 0.75, 200 * 2**20, 400 * 2**20)
+    assert sim.state("svc").cpu_limit == 1.0  # the resize takes effect after the kubelet's delay
+    sim.advance(30)
+    state = sim.state("svc")
+    assert (state.cpu_request, state.cpu_limit, state.memory_request, state.memory_limit) == (0.5, 0.75, 200 * 2**20, 400 * 2**20)
+    assert sim.service("svc").template[1] == 1.0

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import subprocess
 import threading
 import time
@@ -253,7 +254,7 @@ def test_live_cluster_env_steps_on_swarm_with_the_simulated_envs_spaces(rig) -> 
             assert env.observation_space.contains(observation)
             most = (codec.UTILIZATIONS.index(0.3), 0, codec.ANTICIPATIONS.index("peak"), codec.REQUEST_SHARES.index(1.0))
             observation, reward, terminated, truncated, info = env.step(most)
-            assert env.observation_space.contains(observation) and reward == reward and not (terminated or truncated)
+            assert env.observation_space.contains(observation) and math.isfinite(reward) and not (terminated or truncated)
             decision = info["services"][service.name]["decision"]
             assert decision["hpa_floor"] and decision["replicas"] <= replicas(rig, service.name)  # rlscale's HPA above the floor
         finally:

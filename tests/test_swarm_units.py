@@ -15,7 +15,8 @@ import yaml
 from rlscale.controller.api_errors import ApiFailure, classify, failure, with_retries
 from rlscale.controller.config import ControllerConfig
 from rlscale.controller.problems import ServiceProblem
-from rlscale.controller.swarm import SwarmBackend
+from rlscale.controller.policy_check import canned_states
+from rlscale.controller.swarm import SwarmBackend, node_matches
 from rlscale.controller.swarm_actuator import ORIGINAL_SPEC, Shape, SwarmActuator, pinned_spec, restored_spec
 from rlscale.controller.swarm_hpa import TaskReading, hpa_spec, metric_replicas
 from rlscale.controller.swarm_stats import engine_time, working_set
@@ -266,6 +267,14 @@ def decision(replicas: int | None, **fields: Any) -> Decision:
     return Decision(replicas, 0.5, 0.5, 2.0**28, 2.0**28, **fields)
 
 
+def act(backend: SwarmBackend, key: str, wanted: Decision) -> list[str]:
+    """Actuate `wanted` for a service observed with the resources it asks for (replicas alone change)."""
+    observed = dataclasses.replace(canned_states()["self-test/idle"], name=key, cpu_request=wanted.cpu_request,
+                                   cpu_limit=wanted.cpu_limit, memory_request=wanted.memory_request,
+                                   memory_limit=wanted.memory_limit)
+    return backend.apply_one(key, wanted, observed)
+
+
 @pytest.mark.parametrize(("floor", "proposal", "expected"), [(1, 3, 3), (4, 3, 4), (2, 9, 6), (None, 5, 5)],
                          ids=["hpa-above-floor", "floor-above-hpa", "capped-at-max", "hpa-alone"])
 def test_a_floor_gets_the_larger_of_itself_and_rlscales_hpa(floor: int | None, proposal: int, expected: int) -> None:
@@ -273,7 +282,7 @@ def test_a_floor_gets_the_larger_of_itself_and_rlscales_hpa(floor: int | None, p
     backend = swarm(engine)
     backend.discover()
     backend.hpa.decisions["web"] = HpaDecision(proposal, "cpu above target", None)
-    backend.apply_one("web", decision(floor, hpa_floor=floor is not None, hpa_target_utilization=50))
+    act(backend, "web", decision(floor, hpa_floor=floor is not None, hpa_target_utilization=50))
     assert replicas_of(engine, "web") == expected
     assert backend._hpa_settings["web"] == (50, None)  # the HPA's next reconcile is at the decision's target
     backend.discover()
@@ -284,7 +293,7 @@ def test_a_shape_someone_else_set_is_the_new_original_and_left_alone() -> None:
     engine = FakeEngine(web=SPEC)
     backend = swarm(engine)
     backend.discover()
-    backend.apply_one("web", decision(4))
+    act(backend, "web", decision(4))
     assert replicas_of(engine, "web") == 4 and Shape.parse(engine.stored["web"]["Spec"]["Labels"][ORIGINAL_SPEC]).replicas == 2
     engine.edit("web", replicas=3)  # `docker service scale web=3`
     backend.clock.t += 30
@@ -303,14 +312,14 @@ def test_a_stripped_label_never_makes_rlscales_shape_original_and_shutdown_resto
     engine = FakeEngine(web=SPEC, other=SPEC)
     backend = swarm(engine)
     backend.discover()
-    backend.apply_one("web", decision(4))
-    backend.apply_one("other", decision(5))
+    act(backend, "web", decision(4))
+    act(backend, "other", decision(5))
     engine.edit("web", labels={ORIGINAL_SPEC: None})  # a `docker stack deploy` from a file that lacks it
     engine.edit("other", labels={"rlscale.io/managed": None})  # no longer selected
     backend.discover()
     assert backend.services["web"].ownership.original.replicas == 2 and not backend.services["web"].ownership.edited
     assert list(backend.orphans) == ["other"] and backend.restore_orphan("other") and replicas_of(engine, "other") == 2
-    backend.apply_one("web", decision(4))  # the original written back
+    act(backend, "web", decision(4))  # the original written back
     assert Shape.parse(engine.stored["web"]["Spec"]["Labels"][ORIGINAL_SPEC]).replicas == 2
     engine.edit("web", labels={ORIGINAL_SPEC: None})
     assert backend.restore_all() == [] and replicas_of(engine, "web") == 2 and ORIGINAL_SPEC not in engine.stored["web"]["Spec"]["Labels"]
@@ -321,10 +330,23 @@ def test_a_write_that_meets_someone_elses_label_is_made_again_but_not_over_their
     backend = swarm(engine)
     backend.discover()
     engine.edit("web", labels={"team": "payments"})  # between the listing and the write
-    backend.apply_one("web", decision(3))
+    act(backend, "web", decision(3))
     assert replicas_of(engine, "web") == 3 and engine.stored["web"]["Spec"]["Labels"]["team"] == "payments"
     backend.discover()
     engine.edit("web", replicas=5)
     with pytest.raises(ApiFailure, match="conflict"):
-        backend.apply_one("web", decision(4))  # the next loop decides again, by the ownership rules
+        act(backend, "web", decision(4))  # the next loop decides again, by the ownership rules
     assert replicas_of(engine, "web") == 5
+
+
+NODE = {"ID": "n1", "Description": {"Hostname": "gpu-1", "Platform": {"OS": "linux", "Architecture": "x86_64"}},
+        "Spec": {"Role": "worker", "Labels": {"pool": "gpu"}}}
+
+
+@pytest.mark.parametrize(("constraint", "met"), [
+    ("node.labels.pool==gpu", True), ("node.labels.pool == cpu", False), ("node.labels.pool!=cpu", True),
+    ("node.labels.zone==a", False), ("node.role==manager", False), ("node.role!=manager", True),
+    ("node.hostname==gpu-1", True), ("node.platform.os==windows", False), ("engine.labels.disk==ssd", True),
+])
+def test_a_services_pool_is_the_nodes_its_placement_constraints_allow(constraint: str, met: bool) -> None:
+    assert node_matches(NODE, constraint) is met

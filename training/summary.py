@@ -54,7 +54,7 @@ class ServiceSummary:
         requests = stats.arrivals
         if requests > 0:
             self.violating_intervals += state.latency_quantile_s > spec.slo_latency_s
-            self.slow_requests += requests * state.slo_violation_fraction
+            self.slow_requests += requests * state.slow_request_fraction
             for i, edge in enumerate(LATENCY_EDGES_S):
                 self.slower_than[i] += requests * mixture_survival(stats.components, stats.dropped, float(edge))
         self.arrivals += requests

@@ -26,6 +26,7 @@ from rlscale.env.emulator.store import Key, ObjectStore
 from rlscale.env.queueing import mixture_survival
 from rlscale.env.scenario import Scenario
 from rlscale.env.simulator import Simulator
+from rlscale.env.state import local_time_of_day
 
 SIM_RESOURCES = ("deployments", "horizontalpodautoscalers", "pods")
 STORED_RESOURCES = ("leases", "events")
@@ -69,7 +70,7 @@ def invalid(resource: str, name: str, detail: str) -> ApiError:
     return ApiError(422, "Invalid", f'{KINDS[resource][1]} "{name}" is invalid: {detail}')
 
 
-class Telemetry:
+class RequestCounters:
     """Each service's request counter and latency histogram, cumulative, as an app would export."""
 
     def __init__(self, services: list[str]) -> None:
@@ -97,9 +98,11 @@ class ClusterApi:
         self.store = ObjectStore(self.lock)
         self.namespace = namespace
         self.scenario = scenario
-        self.sim = Simulator(scenario, np.random.default_rng(seed), duration_s=duration_s)
         self.base = start or datetime.now(timezone.utc).replace(microsecond=0)
-        self.telemetry = Telemetry([s.name for s in scenario.services])
+        # the simulated services live on the emulator's clock (`ServiceState.time_of_day_s`)
+        self.sim = Simulator(scenario, np.random.default_rng(seed), duration_s=duration_s,
+                             start_time_of_day_s=local_time_of_day(self.base.timestamp()))
+        self.telemetry = RequestCounters([s.name for s in scenario.services])
         self._meta: dict[tuple[str, str], dict[str, Any]] = {}
         self._specs: dict[tuple[str, str], Any] = {}
         self._pod_uids: dict[str, str] = {}

@@ -19,6 +19,8 @@ from prometheus_client.registry import Collector
 
 from rlscale.env.emulator.api import LATENCY_BUCKETS_S, ClusterApi
 
+NODE_POOL_SERIES_LABEL = "label_rlscale_io_node_pool"  # kube-state-metrics' name for the label rlscale.io/node-pool
+
 CFS_PERIODS_PER_SECOND = 10  # the kernel's default cfs_period_us = 100 ms
 
 
@@ -45,6 +47,8 @@ class ClusterCollector(Collector):
                                      labels=[*pod_labels, "node", "resource", "unit"])
         limits = GaugeMetricFamily("kube_pod_container_resource_limits", "Container limits.", labels=[*pod_labels, "node", "resource", "unit"])
         allocatable = GaugeMetricFamily("kube_node_status_allocatable", "Node allocatable resources.", labels=["node", "resource", "unit"])
+        node_labels = GaugeMetricFamily("kube_node_labels", "Node labels (as --metric-labels-allowlist=nodes=[rlscale.io/node-pool]).",
+                                        labels=["node", NODE_POOL_SERIES_LABEL])
         ready = GaugeMetricFamily("kube_pod_status_ready", "Pod readiness.", labels=["namespace", "pod", "condition"])
         restarts = CounterMetricFamily("kube_pod_container_status_restarts_total", "Container restarts.", labels=pod_labels)
         reason = GaugeMetricFamily("kube_pod_container_status_last_terminated_reason", "Last termination reason.",
@@ -109,7 +113,8 @@ class ClusterCollector(Collector):
             for node in api.sim.nodes:
                 allocatable.add_metric([node.name, "cpu", "core"], node.cpu)
                 allocatable.add_metric([node.name, "memory", "byte"], node.memory)
+                node_labels.add_metric([node.name, node.pool], 1.0)
         dropped = set(getattr(faults, "drop_metrics", ()))
-        yield from (family for family in (cpu, periods, throttled, memory, requests, limits, allocatable, ready, restarts, reason,
+        yield from (family for family in (cpu, periods, throttled, memory, requests, limits, allocatable, node_labels, ready, restarts, reason,
                                           spec_replicas, ready_replicas, available, hpa_min, hpa_max, hpa_desired, hpa_current,
                                           app_requests, latency) if family.name not in dropped)

@@ -19,11 +19,12 @@ from rlscale.env.hpa_behavior import Behavior
 from rlscale.env.runtime import ServiceRuntime
 from rlscale.env.scenario import behavior_from_config
 from rlscale.errors import UserInputError
+from rlscale.env.state import Resources
 from rlscale.quantity import format_cpu, format_memory, parse_quantity
 from rlscale.validation import Reader
 
 APP_LABEL = "app"
-Resources = tuple[float, float, float, float]
+NODE_POOL_LABEL = "rlscale.io/node-pool"  # the label of the emulator's nodes that names their pool
 
 
 class Invalid(ValueError):
@@ -46,7 +47,7 @@ def parse_resources(value: Any, where: str) -> Resources:
     """A container's `resources` as (cpu request, cpu limit, memory request, memory limit)."""
     try:
         requests, limits = value["requests"], value["limits"]
-        parsed = (
+        parsed = Resources(
             parse_quantity(requests["cpu"]),
             parse_quantity(limits["cpu"]),
             parse_quantity(requests["memory"]),
@@ -71,8 +72,12 @@ def container_resources(obj: dict[str, Any], container: str, where: str) -> Reso
 
 
 def default_pod_spec(svc: ServiceRuntime) -> dict[str, Any]:
+    """A service's pods: its container and, for a service of one node pool, the nodeSelector that keeps them there."""
     name = svc.spec.name
-    return {"containers": [{"name": name, "image": f"rlscale/{name}:simulated", "resources": resources_json(svc.template)}]}
+    spec: dict[str, Any] = {"containers": [{"name": name, "image": f"rlscale/{name}:simulated", "resources": resources_json(svc.template)}]}
+    if svc.spec.node_pool is not None:
+        spec["nodeSelector"] = {NODE_POOL_LABEL: svc.spec.node_pool}
+    return spec
 
 
 def with_resources(pod_spec: dict[str, Any], container: str, resources: Resources) -> dict[str, Any]:

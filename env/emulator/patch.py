@@ -6,7 +6,7 @@
   replace; `$deleteFromPrimitiveList/<f>` and `$setElementOrder/<f>` are honoured.
   Simplification: merge keys are looked up by field name alone (upstream keys them by type),
   which is unambiguous for Deployments, Pods, HPAs, Leases and Events.
-- `json_patch`: RFC 6902 (application/json-patch+json) with RFC 6901 pointers.
+- `json_patch`: RFC 6902 (application/json-patch+json), by the `jsonpatch` library.
 
 Nothing here mutates its inputs.
 """
@@ -15,6 +15,9 @@ from __future__ import annotations
 
 import copy
 from typing import Any
+
+import jsonpatch
+import jsonpointer
 
 # Patch merge keys of list fields (the `patchMergeKey` struct tags of k8s.io/api core/v1, apps/v1).
 MERGE_KEYS = {
@@ -151,97 +154,11 @@ def _reorder(field: str, items: list[Any], order: list[Any]) -> list[Any]:
 
 
 def json_patch(target: Any, operations: Any) -> Any:
+    """RFC 6902 by the `jsonpatch` library (RFC 6901 pointers by `jsonpointer`); any failure is a `PatchError`
+    naming the operation."""
     if not isinstance(operations, list):
         raise PatchError("a JSON patch must be a list of operations")
-    document = copy.deepcopy(target)
-    for i, operation in enumerate(operations):
-        if not isinstance(operation, dict) or "op" not in operation or "path" not in operation:
-            raise PatchError(f"operation {i}: needs 'op' and 'path'")
-        op, path = operation["op"], operation["path"]
-        if op in ("add", "replace", "test") and "value" not in operation:
-            raise PatchError(f"operation {i} ({op} {path}): needs a 'value'")
-        if op == "add":
-            document = _add(document, _pointer(path), copy.deepcopy(operation["value"]), path)
-        elif op == "remove":
-            document, _ = _remove(document, _pointer(path), path)
-        elif op == "replace":
-            document, _ = _remove(document, _pointer(path), path)
-            document = _add(document, _pointer(path), copy.deepcopy(operation["value"]), path)
-        elif op in ("move", "copy"):
-            source = operation.get("from")
-            if not isinstance(source, str):
-                raise PatchError(f"operation {i} ({op} {path}): needs 'from'")
-            if op == "move":
-                if path.startswith(source + "/"):
-                    raise PatchError(f"operation {i}: cannot move {source} into its own child {path}")
-                document, value = _remove(document, _pointer(source), source)
-            else:
-                value = copy.deepcopy(_get(document, _pointer(source), source))
-            document = _add(document, _pointer(path), value, path)
-        elif op == "test":
-            if _get(document, _pointer(path), path) != operation["value"]:
-                raise PatchError(f"operation {i}: test failed at {path}")
-        else:
-            raise PatchError(f"operation {i}: unknown op {op!r}")
-    return document
-
-
-def _pointer(path: Any) -> list[str]:
-    if not isinstance(path, str) or (path and not path.startswith("/")):
-        raise PatchError(f"invalid JSON pointer {path!r}")
-    return [part.replace("~1", "/").replace("~0", "~") for part in path.split("/")[1:]] if path else []
-
-
-def _index(container: list[Any], token: str, path: str, allow_end: bool) -> int:
-    if token == "-" and allow_end:
-        return len(container)
-    if not token.isdigit() or (len(token) > 1 and token.startswith("0")):
-        raise PatchError(f"{path}: {token!r} is not an array index")
-    index = int(token)
-    if index > len(container) or (index == len(container) and not allow_end):
-        raise PatchError(f"{path}: index {index} is out of range")
-    return index
-
-
-def _parent(document: Any, tokens: list[str], path: str) -> Any:
-    return _get(document, tokens[:-1], path)
-
-
-def _get(document: Any, tokens: list[str], path: str) -> Any:
-    node = document
-    for token in tokens:
-        if isinstance(node, dict):
-            if token not in node:
-                raise PatchError(f"{path}: no such member {token!r}")
-            node = node[token]
-        elif isinstance(node, list):
-            node = node[_index(node, token, path, allow_end=False)]
-        else:
-            raise PatchError(f"{path}: cannot descend into a {type(node).__name__}")
-    return node
-
-
-def _add(document: Any, tokens: list[str], value: Any, path: str) -> Any:
-    if not tokens:
-        return value
-    parent = _parent(document, tokens, path)
-    if isinstance(parent, dict):
-        parent[tokens[-1]] = value
-    elif isinstance(parent, list):
-        parent.insert(_index(parent, tokens[-1], path, allow_end=True), value)
-    else:
-        raise PatchError(f"{path}: the parent is not a container")
-    return document
-
-
-def _remove(document: Any, tokens: list[str], path: str) -> tuple[Any, Any]:
-    if not tokens:
-        raise PatchError("cannot remove the whole document")
-    parent = _parent(document, tokens, path)
-    if isinstance(parent, dict):
-        if tokens[-1] not in parent:
-            raise PatchError(f"{path}: no such member {tokens[-1]!r}")
-        return document, parent.pop(tokens[-1])
-    if isinstance(parent, list):
-        return document, parent.pop(_index(parent, tokens[-1], path, allow_end=False))
-    raise PatchError(f"{path}: the parent is not a container")
+    try:
+        return jsonpatch.JsonPatch(operations).apply(target)  # a copy: the target is left as it is
+    except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException, TypeError, KeyError, IndexError) as exc:
+        raise PatchError(f"JSON patch: {exc}") from None
