@@ -119,10 +119,18 @@ def test_decode_always_stays_within_bounds(replicas, cpu_limit, memory_limit, lo
     assert BOUNDS.min_replicas <= d.replicas <= BOUNDS.max_replicas
     assert 0 < d.cpu_request <= d.cpu_limit and 0 < d.memory_request <= d.memory_limit
     assert 1 <= d.hpa_target_utilization <= codec.MAX_HPA_TARGET
-    # what `clipped` cannot give: the CPU limit is the chosen level, and the replicas the fewest that serve the load
+    # what `clipped` cannot give: the CPU limit is the chosen level (or the lowest above it that serves the
+    # anticipated load within the replica bound), and the replicas the fewest that serve the load
     top, u = BOUNDS.max_cpu_limit, codec.UTILIZATIONS[action[0]]
-    level = top / 2.0 ** (codec.CPU_LEVELS - 1 - action[1])
-    assert d.cpu_limit == pytest.approx(min(max(level, BOUNDS.min_cpu_limit), BOUNDS.max_cpu_limit))
+    level = min(max(top / 2.0 ** (codec.CPU_LEVELS - 1 - action[1]), BOUNDS.min_cpu_limit), BOUNDS.max_cpu_limit)
+    anticipated = max(h.loads) if codec.ANTICIPATIONS[action[2]] == "peak" else None
+    if anticipated is not None or codec.ANTICIPATIONS[action[2]] == "now":
+        planned = (anticipated if anticipated is not None else load) * (h.cpu_per_request or 0.0)
+        while planned > BOUNDS.max_replicas * level * u and level < top:
+            level = min(level * 2, top)
+        assert d.cpu_limit == pytest.approx(level)
+    else:
+        assert d.cpu_limit >= level - 1e-9  # the trend's plan may raise it too
     demand = load * (h.cpu_per_request or 0.0)
     if codec.ANTICIPATIONS[action[2]] == "now" and demand > 0:
         assert d.replicas == BOUNDS.max_replicas or d.replicas * d.cpu_limit * u >= demand * (1 - 1e-6)
