@@ -159,7 +159,17 @@ def tuning_cases(scenario: Scenario, traces: list[str] | None, tune_traces: list
     overlap = evaluated & {Path(p).resolve() for p in _csv_paths(chosen)}
     if overlap:
         raise UserInputError("--tune-traces", f"{sorted(overlap)[0]} is also an evaluation trace: never tune on what is evaluated")
-    return trace_cases(chosen, scenario), f"traces: {', '.join(chosen)}"
+    return trace_cases(chosen, scenario), f"traces: {', '.join(portable(c) for c in chosen)}"
+
+
+def portable(source: str) -> str:
+    """A trace path as generated files name it, without this machine's folders: relative to the working
+    directory when inside it, else its last three parts (`shared/traces/train`)."""
+    path = Path(source).resolve()
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(Path(*path.parts[-3:]))
 
 
 def _csv_paths(sources: list[str]) -> list[Path]:

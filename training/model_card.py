@@ -94,7 +94,7 @@ def card(policy_dir: Path, policy: str, evaluations: list[Evaluation]) -> str:
     for e in evaluations:
         rows = quality.standings(e.comparison, policy)
         fired = fallback_share(e.comparison, policy)
-        lines += [f"### {e.scenario}, {e.family} loads (baselines tuned on {_tuning_source(e.comparison)})\n",
+        lines += [f"### {e.scenario}, {e.family} loads (baselines tuned on {e.comparison.tuning_source})\n",
                   quality.markdown(rows),
                   "Safety net: " + ", ".join(f"{reason} {share:.2%} of decisions" for reason, share in fired.items()) + ".\n",
                   "Every policy, per load (cost vs the HPA frontier at its own SLO-violation rate / SLO-violating "
@@ -102,11 +102,6 @@ def card(policy_dir: Path, policy: str, evaluations: list[Evaluation]) -> str:
     minutes = sum(e.seconds for e in evaluations) / 60
     lines.append(f"Produced by `python -m rlscale.training.model_card {policy_dir.name}` in {minutes:.0f} min.")
     return "\n".join(lines) + "\n"
-
-
-def _tuning_source(comparison: Comparison) -> str:
-    """Where the baselines were tuned, without this machine's paths."""
-    return comparison.tuning_source.replace(str(EVAL_TRACES.parent) + "/", "shared/traces/")
 
 
 def main() -> None:
