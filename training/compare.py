@@ -24,6 +24,7 @@ from rlscale.env.scenario import Scenario
 from rlscale.env.simulator import Simulator
 from rlscale.errors import UserInputError
 from rlscale.training.bound import bound_cost
+from rlscale.training.executors import Workers
 from rlscale.training.jobs import Job, run_jobs
 from rlscale.training.loads import GENERATED_SHAPES, LoadCase, generated_cases, trace_cases
 from rlscale.training.policies import REFERENCE, TUNED, PolicySpec
@@ -185,7 +186,7 @@ def run_comparison(
     policies: list[PolicySpec],
     cases: list[LoadCase],
     seeds: int,
-    workers: int,
+    workers: Workers,
     tuning: tuple[list[LoadCase], str],
     progress: Callable[[str, int], Callable[[], None]] | None = None,
     with_frontier: bool = True,
