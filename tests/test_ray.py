@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import operator
 import os
 import sys
@@ -94,3 +95,24 @@ def test_the_cli_chooses_where_sweeps_run(monkeypatch) -> None:
 def test_jobs_and_a_remote_cluster_together_are_refused() -> None:
     result = run_cli("compare", "--ray", "ray://head:10001", "--jobs", "2", "--no-report")
     assert_one_line_error(result, "--jobs", "not both")
+
+
+def test_training_seeds_on_ray_give_the_local_runs(cluster, tmp_path: Path) -> None:
+    import dataclasses
+
+    from rlscale.training.config import PPOSettings, TrainConfig
+    from rlscale.training.seeds import train_seeds
+
+    tiny = TrainConfig(total_timesteps=128, n_envs=1, episode_s=1800, train_traces=None, eval_every_steps=64,
+                       scenarios=("image-classification",), ppo=PPOSettings(n_steps=64, batch_size=32, n_epochs=1, net_arch=(8, 8)))
+    evaluations = {}
+    for where, executor in (("local", LocalPool(1)), ("ray", cluster)):
+        out = tmp_path / where
+        ticks: list[int] = []
+        train_seeds(dataclasses.replace(tiny, output_dir=str(out)), 2, executor, lambda line: None, lambda: ticks.append(1))
+        assert len(ticks) == 2  # one tick per seed trained
+        evaluations[where] = {seed: [{k: v for k, v in json.loads(line).items() if k != "wall_time_s"}
+                                     for line in (out / f"seed-{seed}" / "evaluations.jsonl").read_text().splitlines()]
+                              for seed in (0, 1)}
+        evaluations[where]["chosen"] = json.loads((out / "seeds.json").read_text())["chosen"]
+    assert _exactly(evaluations["ray"]) == _exactly(evaluations["local"])

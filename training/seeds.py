@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,7 +93,16 @@ def train_seeds(config: TrainConfig, seeds: int, executor: Executor, log: Callab
     shutil.copytree(policy, chosen)
     record = {"seeds": [{"seed": r.seed, "directory": r.out.name, "best": r.best, "last": r.last} for r in runs],
               "chosen": {"seed": best.seed, "policy": str(policy.relative_to(out)), "beats_hpa_tuned": beat}}
-    (out / "seeds.json").write_text(json.dumps(record, indent=2) + "\n")
+    (out / "seeds.json").write_text(json.dumps(_finite(record), indent=2) + "\n")
     log(f"best of {seeds} seeds on the validation loads: seed {best.seed} ({policy.relative_to(out)})"
         f"{'' if beat else '; no seed beat hpa-tuned, so the cheapest last evaluation'}; exported policy: {chosen}")
     return chosen
+
+
+def _finite(value: Any) -> Any:
+    """Plain JSON: a figure that does not apply (NaN, e.g. the cluster's without a cluster scenario) is null."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return None if isinstance(value, float) and not math.isfinite(value) else value
