@@ -116,3 +116,10 @@ def test_training_seeds_on_ray_give_the_local_runs(cluster, tmp_path: Path) -> N
                               for seed in (0, 1)}
         evaluations[where]["chosen"] = json.loads((out / "seeds.json").read_text())["chosen"]
     assert _exactly(evaluations["ray"]) == _exactly(evaluations["local"])
+
+
+def test_an_unreachable_cluster_is_a_one_line_error_at_once() -> None:
+    from rlscale.rig.prometheus import free_port
+
+    result = run_cli("compare", "--ray", f"127.0.0.1:{free_port()}", "--policies", "hpa", "--seeds", "1", "--no-report")
+    assert_one_line_error(result, "--ray", "cannot reach the Ray cluster at 127.0.0.1:")

@@ -17,6 +17,7 @@ Results do not depend on where a job ran: a job draws only from its own seed.
 from __future__ import annotations
 
 import os
+import socket
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol, Sequence, TypeVar, Union
@@ -27,6 +28,7 @@ T = TypeVar("T")
 R = TypeVar("R")
 RAY_ENV = "RAY_ADDRESS"
 LOCAL = "local"
+CONNECT_TIMEOUT_S = 5.0
 LOCAL_OBJECT_STORE_BYTES = 256 * 2**20  # an embedded cluster's object store: jobs share a scenario, not data sets
 
 
@@ -124,10 +126,22 @@ class RayCluster:
                 if self.address == LOCAL:
                     ray.init(address=LOCAL, num_cpus=self.cpus, object_store_memory=LOCAL_OBJECT_STORE_BYTES, **settings)
                 else:
+                    _check_reachable(self.address)
                     ray.init(address=self.address, **settings)
             except (ConnectionError, ValueError, RuntimeError) as exc:
                 raise UserInputError("--ray", f"cannot connect to the Ray cluster at {self.address}: {exc}") from None
         return ray
+
+
+def _check_reachable(address: str) -> None:
+    """Fail at once on a HOST:PORT nothing answers on (Ray itself retries for minutes)."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return  # "auto", or an address Ray resolves itself
+    try:
+        socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as exc:
+        raise UserInputError("--ray", f"cannot reach the Ray cluster at {address}: {exc.strerror or exc}") from None
 
 
 Workers = Union[int, Executor]
