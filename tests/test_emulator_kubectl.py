@@ -130,6 +130,15 @@ def test_patch_changes_the_hpa_the_simulator_runs(kubectl: Kubectl) -> None:
     assert kubectl.cluster.api.sim.service(APP).hpa_spec.max_replicas == 11
 
 
+def test_top_pods_reads_the_metrics_api(kubectl: Kubectl) -> None:
+    kubectl.cluster.api.advance(60)  # a metrics-server window of usage
+    sim = kubectl.cluster.api.sim.service(APP)
+    rows = _rows(kubectl.run("top", "pods").stdout)
+    assert set(rows) == {p.name for p in sim.pods}
+    for cpu, memory in rows.values():
+        assert cpu.endswith("m") and int(cpu[:-1]) > 0 and memory.endswith("Mi") and int(memory[:-2]) > 0
+
+
 class Lines:
     """A process's stdout lines, waited for with a deadline (never slept on)."""
 
