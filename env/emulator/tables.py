@@ -11,8 +11,6 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Callable
 
-from rlscale.env.emulator.objects import APP_LABEL
-
 Cells = Callable[[dict[str, Any], datetime], list[Any]]
 TABLE_VERSIONS = ("v1", "v1beta1")
 
@@ -98,7 +96,7 @@ def _pod(obj: dict[str, Any], now: datetime) -> list[Any]:
     ready = sum(1 for c in containers if c.get("ready"))
     return [obj["metadata"]["name"], f"{ready}/{len(spec.get('containers') or containers)}", _pod_status(obj),
             sum(int(c.get("restartCount", 0)) for c in containers), _created(obj, now),
-            status.get("podIP", "<none>"), spec.get("nodeName", "<none>"), obj["metadata"]["labels"].get(APP_LABEL, "<none>")]
+            status.get("podIP", "<none>"), spec.get("nodeName", "<none>"), status.get("nominatedNodeName", "<none>"), "<none>"]
 
 
 def _event(obj: dict[str, Any], now: datetime) -> list[Any]:
@@ -127,7 +125,8 @@ PRINTERS: dict[str, tuple[list[dict[str, Any]], Cells]] = {
     "horizontalpodautoscalers": ([_NAME, _column("Reference"), _column("Targets"), _column("MinPods", "integer"),
                                   _column("MaxPods", "integer"), _column("Replicas", "integer"), _AGE], _hpa),
     "pods": ([_NAME, _column("Ready"), _column("Status"), _column("Restarts", "integer"), _AGE,
-              _column("IP", priority=1), _column("Node", priority=1), _column("App", priority=1)], _pod),
+              _column("IP", priority=1), _column("Node", priority=1), _column("Nominated Node", priority=1),
+              _column("Readiness Gates", priority=1)], _pod),
     "events": ([_column("Last Seen"), _column("Type"), _column("Reason"), _column("Object"), _column("Message")], _event),
     "leases": ([_NAME, _column("Holder"), _AGE], _lease),
 }
