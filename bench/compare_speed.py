@@ -3,7 +3,7 @@
 The default run is every policy on the generated loads (diurnal, bursty, flash crowd) with
 3 seeds, tuning included; target: under 2 minutes on 2 cores.
 
-    .venv/bin/python bench/compare_speed.py [--jobs 2]
+    .venv/bin/python bench/compare_speed.py [--jobs 2] [--ray ADDRESS|local]
 """
 
 from __future__ import annotations
@@ -27,8 +27,10 @@ def timed(args: list[str]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--ray", default=None, help="run the compares' jobs on this Ray cluster ('local': an embedded one)")
     args = parser.parse_args()
-    jobs = ["--jobs", str(args.jobs)]
+    jobs = ["--jobs", str(args.jobs)] if args.ray in (None, "local") else []
+    jobs += ["--ray", args.ray] if args.ray else []
     print(f"default compare (all policies, generated loads, 3 seeds): {timed(['compare', *jobs]):.1f} s")
     print(f"inference-mix scenario, same loads:                      {timed(['compare', '--scenario', 'inference-mix', *jobs]):.1f} s")
     if EVAL_TRACES.is_dir():

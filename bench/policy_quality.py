@@ -9,7 +9,7 @@ often the safety net fired. The model card (`python -m rlscale.training.model_ca
 written down.
 
     .venv/bin/python bench/policy_quality.py [--policy learned:default] [--scenarios image-classification,inference-mix]
-                                             [--loads eval,generated] [--seeds 5] [--jobs 2]
+                                             [--loads eval,generated] [--seeds 5] [--jobs 2] [--ray ADDRESS|local]
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 
 from rlscale.training import quality
+from rlscale.training.executors import choose
 from rlscale.training.model_card import evaluate, fallback_share
 
 
@@ -26,9 +27,11 @@ def main() -> None:
     parser.add_argument("--scenarios", default="image-classification,inference-mix")
     parser.add_argument("--loads", default="eval,generated")
     parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--jobs", type=int, default=None)
+    parser.add_argument("--ray", default=None, help="run the jobs on this Ray cluster ('local': an embedded one)")
     args = parser.parse_args()
-    for e in evaluate(args.policy, tuple(args.scenarios.split(",")), tuple(args.loads.split(",")), args.seeds, args.jobs):
+    workers = choose(args.ray, args.jobs, local_jobs=2)
+    for e in evaluate(args.policy, tuple(args.scenarios.split(",")), tuple(args.loads.split(",")), args.seeds, workers):
         print(f"\n## {args.policy} on {e.scenario}, {e.family} loads, {args.seeds} seeds "
               f"(baselines tuned on {e.comparison.tuning_source}; {e.seconds:.0f} s)\n")
         print(quality.markdown(quality.standings(e.comparison, args.policy)))

@@ -25,6 +25,8 @@ app = typer.Typer(
 # Tables are wide: when the output is not a terminal (CI logs, pipes), do not fold them to 80 columns.
 console = Console(width=None if sys.stdout.isatty() else 160)
 err_console = Console(stderr=True)
+RAY_HELP = ("Run the jobs on a Ray cluster at this address (ray://HOST:10001, HOST:6379, auto), or 'local' for an embedded "
+            "one (needs the 'ray' extra; default: $RAY_ADDRESS, else local processes).")
 
 
 @app.callback()
@@ -101,7 +103,9 @@ def compare(
     ),
     seeds: int = typer.Option(3, min=1, help="Runs per policy and load (seeds 0..N-1)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write every run's figures and the summary here."),
-    jobs: Optional[int] = typer.Option(None, min=1, help="Parallel processes (default: the CPUs available)."),
+    jobs: Optional[int] = typer.Option(None, min=1, help="Parallel processes (default: the CPUs available; with "
+                                       "--ray local, the embedded cluster's CPUs)."),
+    ray: Optional[str] = typer.Option(None, "--ray", help=RAY_HELP),
     tune_traces: Optional[list[str]] = typer.Option(
         None, help="Traces to tune the baselines on (default: a sibling 'train' of an 'eval' directory, else generated loads)."
     ),
@@ -116,7 +120,7 @@ def compare(
     """Compare policies on the same loads and seeds: cost against SLO, as tables, JSON and a report."""
     from rlscale.env.scenario import load_scenario
     from rlscale.training.compare import run_comparison, tuning_cases
-    from rlscale.training.jobs import default_workers
+    from rlscale.training.executors import choose
     from rlscale.training.loads import generated_cases, trace_cases
     from rlscale.training.policies import default_policy_names, parse_policy_names
     from rlscale.training.report_table import print_comparison
@@ -132,6 +136,7 @@ def compare(
     tune_list = _split(tune_traces)
     cases = trace_cases(trace_list, spec) if trace_list else generated_cases()
     tuning = tuning_cases(spec, trace_list, tune_list)
+    executor = choose(ray, jobs)
     with Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
         console=err_console, transient=True,
@@ -141,7 +146,7 @@ def compare(
             task = progress.add_task(label, total=total)
             return lambda: progress.advance(task)
 
-        comparison = run_comparison(spec, names, cases, seeds, jobs or default_workers(), tuning, track, fixed=fixed)
+        comparison = run_comparison(spec, names, cases, seeds, executor, tuning, track, fixed=fixed)
     print_comparison(console, comparison)
     if policies is None and len(spec.services) == 1:
         console.print("proportional-load and proportional-priority coincide with proportional-demand on a one-service "
@@ -164,6 +169,11 @@ def train(
     timesteps: Optional[int] = typer.Option(None, min=1, help="Override the config's total timesteps."),
     traces: Optional[str] = typer.Option(None, help="Your own load history (a directory of CSV traces): trained on "
                                          "its first part, validated on its last (written to OUTPUT/traces/)."),
+    seeds: int = typer.Option(1, min=1, help="Train this many seeds (the config's seed and the next ones), each in "
+                              "OUTPUT/seed-S/, and export the best on the validation loads to OUTPUT/best-policy/."),
+    jobs: Optional[int] = typer.Option(None, min=1, help="With --seeds: runs trained at once on this machine (default 1: "
+                                       "each run has n_envs processes already)."),
+    ray: Optional[str] = typer.Option(None, "--ray", help=RAY_HELP + " With --seeds: one job of n_envs CPUs per seed."),
 ) -> None:
     """Train a PPO policy in the simulator (needs the 'train' extra)."""
     import dataclasses
@@ -180,9 +190,25 @@ def train(
             raise UserInputError("--traces", f"{traces}: no directory of *.csv traces")
         settings = dataclasses.replace(settings, train_traces=traces)
     _require_training_extra()
-    from rlscale.training.train import train as run_training
+    from rlscale.training.executors import choose
 
-    run_training(settings, resume, log=lambda line: err_console.print(line, highlight=False, soft_wrap=True))
+    def log(line: str) -> None:
+        err_console.print(line, highlight=False, soft_wrap=True)
+
+    if seeds == 1:
+        from rlscale.training.train import train as run_training
+
+        run_training(settings, resume, log=log, workers=choose(ray, jobs))
+        return
+    if resume is not None:
+        raise UserInputError("--resume", "resumes one run: not with --seeds")
+    from rlscale.training.seeds import train_seeds
+
+    executor = choose(ray, jobs, cpus_per_job=settings.n_envs, local_jobs=1)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=err_console, transient=True) as progress:
+        task = progress.add_task(f"training {seeds} seeds (logs: {settings.output_dir}/seed-*/train.log)", total=seeds)
+        train_seeds(settings, seeds, executor, log, lambda: progress.advance(task))
 
 
 @app.command(name="export")

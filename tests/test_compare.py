@@ -126,9 +126,12 @@ def test_report_plots_and_tables_match_the_json(tmp_path: Path) -> None:
                 assert np.isnan(summary[policy][keys[column]]["mean"]) and policy == "bound"
                 continue
             scale = 100.0 if cell.endswith("%") else 1.0  # rates are written as percentages
-            mean, std = (float(x.rstrip("%")) / scale for x in cell.split(" ± "))
+            shown_mean, shown_std = (x.rstrip("%") for x in cell.split(" ± "))
+            mean, std = float(shown_mean) / scale, float(shown_std) / scale
             assert mean == pytest.approx(summary[policy][keys[column]]["mean"], rel=1e-3, abs=5e-5)
-            assert std == pytest.approx(summary[policy][keys[column]]["std"], rel=1e-3, abs=5e-5)
+            last_digit = 10.0 ** -len(shown_std.partition(".")[2]) / scale  # the spread is shown to the mean's decimals
+            assert std == pytest.approx(summary[policy][keys[column]]["std"], rel=1e-3, abs=last_digit / 2 + 1e-12)
+            assert "e" not in cell  # fixed notation, never 9.742e-05
     assert "Tuned baselines" in markdown and "{'" not in markdown  # words, not reprs
     rate_cells = [row.strip("|").split("|")[columns.index(c)].strip() for row in rows for c in ("SLO-violating intervals", "dropped")]
     assert all(re.fullmatch(r"\d+\.\d\d% ± \d+\.\d\d%|—", cell) for cell in rate_cells), rate_cells  # never 2.3e-60

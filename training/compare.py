@@ -24,6 +24,7 @@ from rlscale.env.scenario import Scenario
 from rlscale.env.simulator import Simulator
 from rlscale.errors import UserInputError
 from rlscale.training.bound import bound_cost
+from rlscale.training.executors import Workers
 from rlscale.training.jobs import Job, run_jobs
 from rlscale.training.loads import GENERATED_SHAPES, LoadCase, generated_cases, trace_cases
 from rlscale.training.policies import REFERENCE, TUNED, PolicySpec
@@ -159,7 +160,17 @@ def tuning_cases(scenario: Scenario, traces: list[str] | None, tune_traces: list
     overlap = evaluated & {Path(p).resolve() for p in _csv_paths(chosen)}
     if overlap:
         raise UserInputError("--tune-traces", f"{sorted(overlap)[0]} is also an evaluation trace: never tune on what is evaluated")
-    return trace_cases(chosen, scenario), f"traces: {', '.join(chosen)}"
+    return trace_cases(chosen, scenario), f"traces: {', '.join(portable(c) for c in chosen)}"
+
+
+def portable(source: str) -> str:
+    """A trace path as generated files name it, without this machine's folders: relative to the working
+    directory when inside it, else its last three parts (`shared/traces/train`)."""
+    path = Path(source).resolve()
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(Path(*path.parts[-3:]))
 
 
 def _csv_paths(sources: list[str]) -> list[Path]:
@@ -175,7 +186,7 @@ def run_comparison(
     policies: list[PolicySpec],
     cases: list[LoadCase],
     seeds: int,
-    workers: int,
+    workers: Workers,
     tuning: tuple[list[LoadCase], str],
     progress: Callable[[str, int], Callable[[], None]] | None = None,
     with_frontier: bool = True,

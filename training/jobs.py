@@ -1,13 +1,13 @@
-"""Runs of (policy, load, seed) on a scenario, in parallel processes, with progress."""
+"""Runs of (policy, load, seed) on a scenario, as jobs of a sweep (`executors`: local processes or Ray), with progress."""
 
 from __future__ import annotations
 
-import os
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from functools import partial
+from typing import Callable
 
 from rlscale.env.scenario import Scenario
+from rlscale.training.executors import Workers, executor_for
 from rlscale.training.loads import LoadCase
 from rlscale.training.policies import PolicySpec
 from rlscale.training.runner import run_policy
@@ -21,6 +21,9 @@ class Job:
     seed: int
     record_series: bool = False
 
+    def describe(self) -> str:
+        return f"{self.policy.name} on {self.case.name}, seed {self.seed}"
+
 
 def run_job(scenario: Scenario, job: Job) -> dict[str, ServiceSummary]:
     return run_policy(
@@ -33,26 +36,8 @@ def run_job(scenario: Scenario, job: Job) -> dict[str, ServiceSummary]:
     )
 
 
-def default_workers() -> int:
-    return max(1, min(len(os.sched_getaffinity(0)), 8))
-
-
 def run_jobs(
-    scenario: Scenario, jobs: list[Job], workers: int, on_done: Callable[[], None] | None = None
+    scenario: Scenario, jobs: list[Job], workers: Workers, on_done: Callable[[], None] | None = None
 ) -> list[dict[str, ServiceSummary]]:
-    """Every job's per-service summaries, in the order of `jobs`."""
-    results: list[dict[str, ServiceSummary]] = []
-    for result in _results(scenario, jobs, workers):
-        results.append(result)
-        if on_done is not None:
-            on_done()
-    return results
-
-
-def _results(scenario: Scenario, jobs: list[Job], workers: int) -> Iterator[dict[str, ServiceSummary]]:
-    if workers <= 1 or len(jobs) <= 1:
-        for job in jobs:
-            yield run_job(scenario, job)
-        return
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        yield from pool.map(run_job, [scenario] * len(jobs), jobs, chunksize=1)
+    """Every job's per-service summaries, in the order of `jobs` (on `workers` local processes, or an executor)."""
+    return executor_for(workers).map(partial(run_job, scenario), jobs, on_done, label=Job.describe)

@@ -1,6 +1,6 @@
 """`MODEL_CARD.md` for an exported policy: how it was trained, and where it stands on traffic it never saw.
 
-    python -m rlscale.training.model_card models/default [--seeds 5] [--jobs 2]
+    python -m rlscale.training.model_card models/default [--seeds 5] [--jobs 2] [--ray ADDRESS|local]
 
 On both shipped scenarios (`inference-mix` with every service managed by the one policy) and
 both load families (the eval traces of `../shared/traces/eval/`, baselines tuned on
@@ -22,6 +22,7 @@ from rlscale.agent.safety import REASONS
 from rlscale.env.scenario import load_scenario
 from rlscale.training import quality
 from rlscale.training.compare import Comparison, run_comparison, tuning_cases
+from rlscale.training.executors import Workers, choose
 from rlscale.training.loads import generated_cases, trace_cases
 from rlscale.training.policies import default_policy_names, parse_policy_names
 
@@ -39,7 +40,7 @@ class Evaluation:
 
 
 def evaluate(policy: str, scenarios: tuple[str, ...] = SCENARIOS, families: tuple[str, ...] = FAMILIES, seeds: int = 5,
-             jobs: int = 2) -> list[Evaluation]:
+             jobs: Workers = 2) -> list[Evaluation]:
     """`policy` (a `learned:` name) against every baseline, per scenario and load family."""
     out = []
     for name in scenarios:
@@ -94,7 +95,7 @@ def card(policy_dir: Path, policy: str, evaluations: list[Evaluation]) -> str:
     for e in evaluations:
         rows = quality.standings(e.comparison, policy)
         fired = fallback_share(e.comparison, policy)
-        lines += [f"### {e.scenario}, {e.family} loads (baselines tuned on {_tuning_source(e.comparison)})\n",
+        lines += [f"### {e.scenario}, {e.family} loads (baselines tuned on {e.comparison.tuning_source})\n",
                   quality.markdown(rows),
                   "Safety net: " + ", ".join(f"{reason} {share:.2%} of decisions" for reason, share in fired.items()) + ".\n",
                   "Every policy, per load (cost vs the HPA frontier at its own SLO-violation rate / SLO-violating "
@@ -104,19 +105,15 @@ def card(policy_dir: Path, policy: str, evaluations: list[Evaluation]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _tuning_source(comparison: Comparison) -> str:
-    """Where the baselines were tuned, without this machine's paths."""
-    return comparison.tuning_source.replace(str(EVAL_TRACES.parent) + "/", "shared/traces/")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("policy_dir", type=Path)
     parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--jobs", type=int, default=None)
+    parser.add_argument("--ray", default=None, help="run the jobs on this Ray cluster ('local': an embedded one)")
     args = parser.parse_args()
     policy = f"learned:{args.policy_dir}"
-    evaluations = evaluate(policy, seeds=args.seeds, jobs=args.jobs)
+    evaluations = evaluate(policy, seeds=args.seeds, jobs=choose(args.ray, args.jobs, local_jobs=2))
     (args.policy_dir / "MODEL_CARD.md").write_text(card(args.policy_dir, policy, evaluations))
     print(f"wrote {args.policy_dir / 'MODEL_CARD.md'}")
     means = [quality.summary(quality.standings(e.comparison, policy)) for e in evaluations]

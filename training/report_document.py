@@ -2,7 +2,8 @@
 rendered both as Markdown and as a self-contained HTML page (neither is derived from the other).
 
 Every figure is written the same way everywhere (`figure`): rates as percentages, costs and other
-figures to 4 significant digits, '—' where a figure does not apply (the bound's latency).
+figures to 4 significant digits in fixed notation (never an exponent), a spread to its mean's
+decimals, '—' where a figure does not apply (the bound's latency).
 """
 
 from __future__ import annotations
@@ -65,20 +66,30 @@ class Image:
 Block = Union[Heading, Paragraph, Table, Items, Image]
 
 
-def figure(metric: str, value: float) -> str:
-    """One figure as the report writes it."""
+def decimals(value: float, significant: int = 4) -> int:
+    """How many decimals show `value` to `significant` digits (0 for large values: never an exponent)."""
+    if value == 0 or not np.isfinite(value):
+        return 0
+    return max(0, significant - 1 - int(np.floor(np.log10(abs(value)))))
+
+
+def figure(metric: str, value: float, places: int | None = None) -> str:
+    """One figure as the report writes it: fixed notation, to 4 significant digits or to `places` decimals."""
     if not np.isfinite(value):
         return "—"
     if metric in RATES:
         return f"{value:.2%}"
-    return f"{value:.4g}"
+    if value == 0:
+        return "0"
+    return f"{value:.{decimals(value) if places is None else places}f}"
 
 
 def spread(metric: str, value: dict[str, float]) -> str:
-    """'mean ± std' of a figure, or '—'."""
+    """'mean ± std' of a figure, the spread to the mean's decimals (0.1543 ± 0.0001, not ± 9.742e-05), or '—'."""
     if not np.isfinite(value["mean"]):
         return "—"
-    return f"{figure(metric, value['mean'])} ± {figure(metric, value['std'])}"
+    places = decimals(value["mean"]) if value["mean"] else decimals(value["std"], 1)
+    return f"{figure(metric, value['mean'])} ± {figure(metric, value['std'], places)}"
 
 
 def tuned_text(report: dict) -> str:

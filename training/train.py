@@ -34,7 +34,7 @@ from rlscale.env.scenario import Scenario, load_scenario
 from rlscale.errors import UserInputError
 from rlscale.training.config import TrainConfig
 from rlscale.training.export import METADATA_SUFFIX, NORMALIZATION_SUFFIX, network_from_model, write_exported
-from rlscale.training.jobs import default_workers
+from rlscale.training.executors import Workers, default_workers
 from rlscale.training.loads import LoadCase, generated_cases
 from rlscale.training.policies import PolicySpec
 from rlscale.training.randomization import MANAGED, EpisodeSampler, as_managed, load_training_traces, write_trace
@@ -99,8 +99,8 @@ def cluster_run(scenario: Scenario, policy: Any, case: LoadCase) -> tuple[float,
     return sum(f["cost"] for f in figures), float(np.mean([f["slo_violation_rate"] for f in figures]))
 
 
-def prepare(config: TrainConfig, log: Callable[[str], None]) -> Setup:
-    """The validation loads, the reference on them, and the episode sampler."""
+def prepare(config: TrainConfig, log: Callable[[str], None], workers: Workers | None = None) -> Setup:
+    """The validation loads, the reference on them (its tuning on `workers`), and the episode sampler."""
     base = load_scenario(config.scenario)
     service = config.service or base.services[0].name
     if service not in [s.name for s in base.services]:
@@ -121,7 +121,7 @@ def prepare(config: TrainConfig, log: Callable[[str], None]) -> Setup:
     sampler = EpisodeSampler(pool, tuple(training), config.randomization, config.episode_s)
     log(f"training on {len(pool)} services of {', '.join(config.scenarios)}, their neighbours under their own HPAs")
     log("tuning the HPA on the training loads (the reference to beat)...")
-    tuned = tune(scenario, ["hpa-tuned"], tuning_cases, default_workers()).specs["hpa-tuned"]
+    tuned = tune(scenario, ["hpa-tuned"], tuning_cases, workers or default_workers()).specs["hpa-tuned"]
     costs, violations, oracle = {}, {}, {}
     for case in validation:
         costs[case.name], violations[case.name] = validation_run(scenario, service, tuned.build(), case)
@@ -301,22 +301,37 @@ def better(candidate: tuple[float, float], best: tuple[float, float] | None) -> 
     return candidate[0] < best[0]
 
 
-def train(config: TrainConfig, resume: Path | None = None, log: Callable[[str], None] = print) -> Path:
-    """Train, checkpoint, evaluate, save and export; returns the exported policy's directory."""
+def best_evaluation(evaluations: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Of evaluations (`evaluations.jsonl` records) that beat the reference, the one `Validation` keeps."""
+    chosen: dict[str, Any] | None = None
+    for e in evaluations:
+        key = (e["cluster_slo_violation_rate"], e["cost_vs_oracle"])
+        if e["beats_hpa_tuned"] and better(key, None if chosen is None else
+                                           (chosen["cluster_slo_violation_rate"], chosen["cost_vs_oracle"])):
+            chosen = e
+    return chosen
+
+
+def train(config: TrainConfig, resume: Path | None = None, log: Callable[[str], None] = print, *,
+          workers: Workers | None = None, progress_bar: bool = True) -> Path:
+    """Train, checkpoint, evaluate, save and export; returns the exported policy's directory.
+
+    `workers` run the reference's tuning (default: local processes); `progress_bar` shows PPO's."""
+    refuse_evaluation_traces(config.train_traces)
     out = Path(config.output_dir)
     if resume is None and (out / "model.zip").exists():
         raise UserInputError(str(out), "holds a finished run already: use --resume or another output directory")
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(yaml.safe_dump(json.loads(json.dumps(config.to_dict())), sort_keys=False))
     started = time.monotonic()
-    setup = prepare(config, log)
+    setup = prepare(config, log, workers)
     ppo, normalized = model(config, environments(config, setup), resume, out, log)
     run = Run(config, setup, out, ppo, normalized, started)
     validation = Validation(run, log)
     ppo.learn(
         total_timesteps=max(config.total_timesteps - ppo.num_timesteps, 1),
         callback=CallbackList([Checkpoints(run), validation]),
-        progress_bar=True,
+        progress_bar=progress_bar,
         reset_num_timesteps=resume is None,
         tb_log_name="ppo",
     )
@@ -326,3 +341,9 @@ def train(config: TrainConfig, resume: Path | None = None, log: Callable[[str], 
     chosen = out / ("best-policy" if validation.best is not None else "final-policy")
     log(f"done in {(time.monotonic() - started) / 60:.1f} min; exported policy: {chosen}")
     return chosen
+
+
+def refuse_evaluation_traces(traces: str | None) -> None:
+    """Training, and choosing among runs, never see the evaluation traces (a directory named `eval`)."""
+    if traces is not None and Path(traces).resolve().name == "eval":
+        raise UserInputError("train_traces", f"{traces} holds the evaluation traces: never train or select on them")

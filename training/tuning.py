@@ -21,6 +21,7 @@ from rlscale.agent.predictive import PredictiveSettings
 from rlscale.env.hpa_behavior import SCALE_UP_PRESETS
 from rlscale.env.kpa import KpaSettings
 from rlscale.env.scenario import Scenario
+from rlscale.training.executors import Workers
 from rlscale.training.jobs import Job, run_jobs
 from rlscale.training.loads import LoadCase
 from rlscale.training.policies import HPA_FAMILY, PER_SERVICE, PolicySpec
@@ -79,7 +80,7 @@ def tuning_jobs_count(scenario: Scenario, policies: list[str], cases: list[LoadC
     return count * len(cases)
 
 
-def tune(scenario: Scenario, policies: list[str], cases: list[LoadCase], workers: int,
+def tune(scenario: Scenario, policies: list[str], cases: list[LoadCase], workers: Workers,
          on_done: Callable[[], None] | None = None) -> Tuned:
     tuned = Tuned()
     grids = {p: first_grid(scenario, p) for p in policies if p in PER_SERVICE}
@@ -108,7 +109,7 @@ def tune(scenario: Scenario, policies: list[str], cases: list[LoadCase], workers
     return tuned
 
 
-def _run_grids(scenario: Scenario, specs: dict[str, list[PolicySpec]], cases: list[LoadCase], workers: int,
+def _run_grids(scenario: Scenario, specs: dict[str, list[PolicySpec]], cases: list[LoadCase], workers: Workers,
                on_done: Callable[[], None] | None) -> dict[str, list[list[dict[str, ServiceSummary]]]]:
     """Per policy and candidate: its runs' summaries, one per tuning load (all run in one pool)."""
     jobs = [Job(spec, case, TUNING_SEED) for candidates in specs.values() for spec in candidates for case in cases]

@@ -58,7 +58,10 @@ class ApiError(Exception):
 
 
 def not_found(resource: str, name: str) -> ApiError:
-    return ApiError(404, "NotFound", f'{resource} "{name}" not found', {"name": name, "kind": resource})
+    """As the API server says it: the resource qualified by its group (`deployments.apps "web" not found`)."""
+    group = KINDS[resource][0].rpartition("/")[0] if resource in KINDS else ""
+    qualified = f"{resource}.{group}" if group else resource
+    return ApiError(404, "NotFound", f'{qualified} "{name}" not found', {"name": name, "group": group, "kind": resource})
 
 
 def conflict(resource: str, name: str) -> ApiError:
@@ -192,14 +195,13 @@ class ClusterApi:
     def list(self, resource: str, namespace: str | None, label_selector: str | None = None,
              field_selector: str | None = None, limit: int = 0, token: str | None = None) -> dict[str, Any]:
         """A list, or one page of it (`limit`, and the `continue` token of the page before)."""
-        matches = selector(label_selector)
-        name = _field_name(field_selector)
+        matches, fields = selector(label_selector), by_fields(field_selector)
         if limit < 0:
             raise ApiError(400, "BadRequest", f"limit must not be negative, got {limit}")
         with self.lock:
             try:
                 items, after, version = self.store.page(resource, namespace, lambda o: matches(o["metadata"].get("labels") or {})
-                                                        and name in (None, o["metadata"]["name"]), limit, token)
+                                                        and fields(o), limit, token)
             except ValueError as exc:
                 raise ApiError(400, "BadRequest", str(exc)) from None
             api_version, kind = KINDS[resource]
@@ -393,11 +395,26 @@ def selector(text: str | None) -> Callable[[dict[str, str]], bool]:
         raise ApiError(400, "BadRequest", str(exc)) from None
 
 
-def _field_name(text: str | None) -> str | None:
-    """The only field selector clients here use: metadata.name=NAME."""
-    if not text:
-        return None
-    match = re.fullmatch(r"metadata\.name==?([a-z0-9.-]+)", text.strip())
-    if match is None:
-        raise ApiError(400, "BadRequest", f"the emulator supports only metadata.name field selectors, got {text!r}")
-    return match.group(1)
+def by_fields(text: str | None) -> Callable[[dict[str, Any]], bool]:
+    """A field selector (`involvedObject.name=web,type!=Normal`: dotted paths, `=`, `==`, `!=`) as a predicate
+    over objects, as kubectl sends them (`describe` finds an object's Events so); a malformed one is a 400."""
+    terms = []
+    for term in (text or "").split(","):
+        if not term.strip():
+            continue
+        match = re.fullmatch(r"\s*([A-Za-z][\w.]*)\s*(==|!=|=)\s*([^,]*?)\s*", term)
+        if match is None:
+            raise ApiError(400, "BadRequest", f"invalid field selector {text!r}: {term!r} is not FIELD=VALUE or FIELD!=VALUE")
+        path, op, value = match.groups()
+        terms.append((path.split("."), op == "!=", value))
+
+    def matches(obj: dict[str, Any]) -> bool:
+        for path, negated, value in terms:
+            found: Any = obj
+            for part in path:
+                found = found.get(part) if isinstance(found, dict) else None
+            if (("" if found is None else str(found)) == value) == negated:
+                return False
+        return True
+
+    return matches

@@ -26,7 +26,8 @@ from urllib.parse import parse_qs, urlparse
 import yaml
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 
-from rlscale.env.emulator.api import KINDS, ApiError, ClusterApi, selector
+from rlscale.env.emulator import discovery, tables, versions
+from rlscale.env.emulator.api import KINDS, ApiError, ClusterApi, by_fields, selector
 from rlscale.env.emulator.metrics import ClusterCollector
 from rlscale.env.emulator.store import Gone
 
@@ -53,25 +54,19 @@ class Faults:
     stale_pods: tuple[str, ...] = ()  # pods whose cAdvisor samples stop moving, their timestamps included
 
 
+HPA_V1 = "horizontalpodautoscalers.v1"  # autoscaling/v1: a read-only view of the v2 HPAs
 # (pattern, resource, subresource group index); groups: namespace, name, subresource
 ROUTES: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"^/apis/apps/v1(?:/namespaces/(?P<ns>[^/]+))?/deployments(?:/(?P<name>[^/]+)(?:/(?P<sub>scale|status))?)?$"), "deployments"),
     (re.compile(r"^/apis/autoscaling/v2(?:/namespaces/(?P<ns>[^/]+))?/horizontalpodautoscalers(?:/(?P<name>[^/]+)(?:/(?P<sub>status))?)?$"),
      "horizontalpodautoscalers"),
+    (re.compile(r"^/apis/autoscaling/v1(?:/namespaces/(?P<ns>[^/]+))?/horizontalpodautoscalers(?:/(?P<name>[^/]+))?$"), HPA_V1),
     (re.compile(r"^/api/v1(?:/namespaces/(?P<ns>[^/]+))?/pods(?:/(?P<name>[^/]+)(?:/(?P<sub>resize|status))?)?$"), "pods"),
     (re.compile(r"^/apis/coordination\.k8s\.io/v1(?:/namespaces/(?P<ns>[^/]+))?/leases(?:/(?P<name>[^/]+))?$"), "leases"),
     (re.compile(r"^/api/v1(?:/namespaces/(?P<ns>[^/]+))?/events(?:/(?P<name>[^/]+))?$"), "events"),
     (re.compile(r"^/apis/metrics\.k8s\.io/v1beta1(?:/namespaces/(?P<ns>[^/]+))?/pods(?:/(?P<name>[^/]+))?$"), "podmetrics"),
 ]
-DISCOVERY = {
-    "/version": {"major": "1", "minor": "33", "gitVersion": "v1.33.0-rlscale-emulator", "platform": "linux/amd64"},
-    "/api": {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []},
-    "/apis": {"kind": "APIGroupList", "apiVersion": "v1", "groups": [
-        {"name": group, "versions": [{"groupVersion": f"{group}/{v}", "version": v}], "preferredVersion": {"groupVersion": f"{group}/{v}", "version": v}}
-        for group, v in (("apps", "v1"), ("autoscaling", "v2"), ("coordination.k8s.io", "v1"), ("metrics.k8s.io", "v1beta1"))
-    ]},
-}
-
+VERSION = {"major": "1", "minor": "33", "gitVersion": "v1.33.0-rlscale-emulator", "platform": "linux/amd64"}
 
 class EmulatorServer:
     """The emulator running: HTTP on 127.0.0.1, and a clock thread unless `speed` is 0."""
@@ -216,8 +211,10 @@ class _Handler(BaseHTTPRequestHandler):
                 if method == "PUT":
                     self.emulator.set_faults(json.loads(body or b"{}"))
                 return self._json(200, dataclasses.asdict(self.emulator.faults))
-            if url.path in DISCOVERY:
-                return self._json(200, DISCOVERY[url.path])
+            if url.path == "/version":
+                return self._json(200, VERSION)
+            if self._discovery(url.path):
+                return
             if self._inject_faults(method):
                 return
             self._api(method, url.path, query, body)
@@ -227,6 +224,19 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(400, ApiError(400, "BadRequest", f"malformed request: {error}").status())
         except (BrokenPipeError, ConnectionResetError):
             pass
+
+    def _discovery(self, path: str) -> bool:
+        """Answer a discovery request (aggregated if the client asks for it first); False if `path` is none."""
+        wanted = discovery.aggregated_version(self.headers.get("Accept") or "")
+        document = discovery.aggregated(path, wanted) if wanted else None
+        if document is not None:
+            self._send(200, json.dumps(document).encode(), discovery.aggregated_content_type(wanted))
+            return True
+        document = discovery.legacy(path)
+        if document is None:
+            return False
+        self._json(200, document)
+        return True
 
     def _inject_faults(self, method: str) -> bool:
         """Apply the configured faults; True when the request is already answered (or dropped)."""
@@ -260,19 +270,22 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             raise ApiError(404, "NotFound", f"the server could not find the requested resource ({path})")
         ns, name, sub = match.group("ns"), match.group("name"), match.groupdict().get("sub")
+        if resource in ("podmetrics", HPA_V1) and method != "GET":
+            raise ApiError(405, "MethodNotAllowed", f"{path} is read-only")
         if resource == "podmetrics":
-            if method != "GET":
-                raise ApiError(405, "MethodNotAllowed", "metrics are read-only")
             return self._json(200, api.pod_metrics(ns, name, query.get("labelSelector")))
+        if resource == HPA_V1:
+            return self._hpa_v1(ns, name, query)
         if method == "GET" and name is None:
             if query.get("watch") in ("true", "1"):
                 return self._watch(resource, ns, query)
-            return self._json(200, api.list(resource, ns, query.get("labelSelector"), query.get("fieldSelector"),
-                                            int(query.get("limit") or 0), query.get("continue")))
+            return self._read(resource, query, self._list(resource, ns, query))
         if ns is None:
             raise ApiError(404, "NotFound", "a namespace is needed for this request")
         if method == "GET":
-            return self._json(200, api.get_scale(ns, name) if sub == "scale" else api.get(resource, ns, name))
+            if sub == "scale":
+                return self._json(200, api.get_scale(ns, name))
+            return self._read(resource, query, api.get(resource, ns, name))
         if method == "POST" and name is None:
             return self._json(201, api.create(resource, ns, _decode(body)))
         if name is None:
@@ -286,6 +299,24 @@ class _Handler(BaseHTTPRequestHandler):
             return self._json(200, api.delete(resource, ns, name))
         raise ApiError(405, "MethodNotAllowed", f"{method} is not supported here")
 
+    def _read(self, resource: str, query: dict[str, str], body: dict[str, Any]) -> None:
+        """A read's answer: as a Table if the client asks for one (kubectl get), else the object or list."""
+        version = tables.table_version(self.headers.get("Accept") or "")
+        if version is not None:
+            body = tables.table(resource, body, self.emulator.api.now, version, query.get("includeObject") or "Metadata")
+        self._json(200, body)
+
+    def _hpa_v1(self, ns: str | None, name: str | None, query: dict[str, str]) -> None:
+        if name is None:
+            return self._read("horizontalpodautoscalers", query, versions.hpa_v1_list(self._list("horizontalpodautoscalers", ns, query)))
+        if ns is None:
+            raise ApiError(404, "NotFound", "a namespace is needed for this request")
+        self._read("horizontalpodautoscalers", query, versions.hpa_v1(self.emulator.api.get("horizontalpodautoscalers", ns, name)))
+
+    def _list(self, resource: str, ns: str | None, query: dict[str, str]) -> dict[str, Any]:
+        return self.emulator.api.list(resource, ns, query.get("labelSelector"), query.get("fieldSelector"),
+                                      int(query.get("limit") or 0), query.get("continue"))
+
     # -- watch -----------------------------------------------------------------------------------
 
     def _watch(self, resource: str, namespace: str | None, query: dict[str, str]) -> None:
@@ -295,7 +326,17 @@ class _Handler(BaseHTTPRequestHandler):
         deadline = time.monotonic() + timeout
         bookmarks = query.get("allowWatchBookmarks") in ("true", "1")
         last_sent = time.monotonic()
-        matches = selector(query.get("labelSelector"))
+        labelled, fields = selector(query.get("labelSelector")), by_fields(query.get("fieldSelector"))
+
+        def matches(obj: dict[str, Any]) -> bool:
+            return labelled(obj["metadata"].get("labels") or {}) and fields(obj)
+
+        as_table = tables.table_version(self.headers.get("Accept") or "")
+        include = query.get("includeObject") or "Metadata"
+
+        def shown(obj: dict[str, Any]) -> dict[str, Any]:  # kubectl get --watch asks for each object as a one-row Table
+            return tables.table(resource, obj, api.now, as_table, include) if as_table else obj
+
         self._count(200)
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
@@ -304,8 +345,8 @@ class _Handler(BaseHTTPRequestHandler):
         with api.lock:
             since = int(query["resourceVersion"]) if query.get("resourceVersion") not in (None, "", "0") else None
             if since is None:  # no version: the current objects as ADDED, then changes
-                initial = store.list(resource, namespace, lambda o: matches(o["metadata"].get("labels") or {}))
-                self._chunks([{"type": "ADDED", "object": o} for o in initial])
+                initial = store.list(resource, namespace, matches)
+                self._chunks([{"type": "ADDED", "object": shown(o)} for o in initial])
                 since = store.resource_version
         while not self.emulator._stopping.is_set():
             if self.emulator.faults.drop_watches:
@@ -316,7 +357,7 @@ class _Handler(BaseHTTPRequestHandler):
                 except Gone as gone:
                     self._chunks([{"type": "ERROR", "object": ApiError(410, "Expired", str(gone)).status()}])
                     break
-                events = [e for e in events if matches(e.object["metadata"].get("labels") or {})] or []
+                events = [e for e in events if matches(e.object)]
                 if not events:
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
@@ -332,7 +373,7 @@ class _Handler(BaseHTTPRequestHandler):
                     since = max(e.resource_version for e in events)
                     bookmark = []
             last_sent = time.monotonic()
-            self._chunks(bookmark or [{"type": e.type, "object": e.object} for e in events])
+            self._chunks(bookmark or [{"type": e.type, "object": shown(e.object)} for e in events])
         self._write_chunk(b"")
         self.close_connection = True
 
