@@ -230,8 +230,8 @@ class SwarmBackend(LiveBackend):
         if unread:
             raise ServiceProblem("MetricsMissing", f"{len(unread)} of {len(readings)} running containers of {name} have no CPU "
                                                    f"stats yet (e.g. task {unread[0]})")
-        if not readings:
-            raise ServiceProblem("MetricsMissing", f"no running container of {name} has CPU stats yet")
+        # No running task (a stop-first rolling update between its old and new task, or all of them starting):
+        # the state says so, ready 0 and nothing used, rather than failing static and rolling back.
         measured: list[ContainerUsage] = list(readings.values())
         if not all(math.isfinite(v) for u in measured for v in (u.cpu_cores, u.memory_working_set, u.periods)):
             raise ServiceProblem("MetricsInvalid", f"a container stat of {name} is not a number")
@@ -248,9 +248,9 @@ class SwarmBackend(LiveBackend):
             name=name, time_s=now, time_of_day_s=local_time_of_day(now), load_rps=app.load_rps,
             replicas_desired=shape.replicas, replicas_ready=ready, replicas_pending=max(0, meant - ready),
             cpu_request=cpu_request, cpu_limit=cpu_limit, memory_request=memory_request, memory_limit=memory_limit,
-            cpu_usage=sum(u.cpu_cores for u in measured) / len(measured),
+            cpu_usage=sum(u.cpu_cores for u in measured) / len(measured) if measured else 0.0,
             cpu_throttled_fraction=sum(u.throttled_periods for u in measured) / periods if periods > 0 else 0.0,
-            memory_working_set=sum(u.memory_working_set for u in measured) / len(measured),
+            memory_working_set=sum(u.memory_working_set for u in measured) / len(measured) if measured else 0.0,
             latency_quantile_s=app.latency_quantile_s,
             slo_latency_s=managed.settings.slo_latency_s, slo_quantile=managed.settings.slo_quantile,
             slow_request_fraction=app.slow_request_fraction, drop_fraction=app.drop_fraction, oom_kills=0,

@@ -150,7 +150,8 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         entry = {"time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"), "level": record.levelname.lower(), "message": record.getMessage()}
-        entry.update({k: v for k, v in vars(record).items() if k not in self.STANDARD and k != "message"})
+        # the caller's `extra` fields; private ones that other libraries' record factories add (Ray's) stay out
+        entry.update({k: v for k, v in vars(record).items() if k not in self.STANDARD and k != "message" and not k.startswith("_")})
         return json.dumps(entry, default=str)
 
 
