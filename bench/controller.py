@@ -32,13 +32,12 @@ from pathlib import Path
 
 import yaml
 
+from rlscale.controller.config import ControllerConfig, LeaderSettings, PrometheusSettings
+from rlscale.controller.main import api_client, build
+from rlscale.emulator.prometheus import PrometheusServer
+from rlscale.rig.prometheus import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))  # the Prometheus launcher the e2e tests use
-
-from prometheus_server import PrometheusServer, free_port  # noqa: E402
-
-from rlscale.controller.config import ControllerConfig, LeaderSettings, PrometheusSettings  # noqa: E402
-from rlscale.controller.main import api_client, build  # noqa: E402
 
 CLI = [sys.executable, "-c", "from rlscale.cli import main; main()"]
 

@@ -17,8 +17,8 @@ import http.client
 import json
 import time
 
-from rlscale.env.emulator.api import ClusterApi
-from rlscale.env.emulator.server import EmulatorServer
+from rlscale.emulator.api import ClusterApi
+from rlscale.emulator.server import EmulatorServer
 from rlscale.env.scenario import NodePool, load_scenario
 
 HPA = "/apis/autoscaling/v2/namespaces/default/horizontalpodautoscalers/image-classifier"

@@ -21,14 +21,10 @@ from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-
-from prometheus_server import PrometheusServer, free_port  # noqa: E402
-from soak_driver import SoakReport, run_soak  # noqa: E402
-
-from conftest import ONE_SERVICE  # noqa: E402
-from controller_fixtures import SERVICE  # noqa: E402
+from rlscale.emulator.prometheus import PrometheusServer
+from rlscale.emulator.small_scenarios import ONE_SERVICE, SERVICE
+from rlscale.emulator.soak import SoakReport, run_soak
+from rlscale.rig.prometheus import free_port
 
 WARM_UP_LOOPS = 500
 

@@ -21,11 +21,23 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 UNPACKED = PROJECT_ROOT / ".ci" / "cache" / "prometheus" / "usr" / "bin" / "prometheus"
 
 
+class PrometheusNotFound(RuntimeError):
+    """No Prometheus binary where `find_prometheus` looks."""
+
+
 def find_prometheus() -> str | None:
     for candidate in (os.environ.get("RLSCALE_PROMETHEUS"), shutil.which("prometheus"), str(UNPACKED)):
         if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
             return candidate
     return None
+
+
+def require_prometheus() -> str:
+    """The Prometheus binary, or PrometheusNotFound saying how to get one."""
+    binary = find_prometheus()
+    if binary is None:
+        raise PrometheusNotFound("no Prometheus binary: run `bash .ci/prometheus.sh` (or set RLSCALE_PROMETHEUS)")
+    return binary
 
 
 def free_port() -> int:
@@ -45,9 +57,7 @@ def scrape_config(sd_dir: Path, interval_s: float) -> str:
 
 class PrometheusProcess:
     def __init__(self, directory: Path, sd_dir: Path, interval_s: float = 1.0, port: int | None = None) -> None:
-        binary = find_prometheus()
-        if binary is None:
-            raise RuntimeError("no Prometheus binary: run `bash .ci/prometheus.sh` (or set RLSCALE_PROMETHEUS)")
+        binary = require_prometheus()
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True)
         sd_dir.mkdir(parents=True, exist_ok=True)

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
-# The emulator's buckets (rlscale.env.emulator.api.LATENCY_BUCKETS_S; a test keeps them equal).
+# The emulator's buckets (rlscale.emulator.api.LATENCY_BUCKETS_S; a test keeps them equal).
 LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 

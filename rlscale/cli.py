@@ -247,8 +247,8 @@ def cluster_sim_serve(
     nan_metrics: bool = typer.Option(False, help="Fault: container CPU counters are NaN."),
 ) -> None:
     """Serve the Kubernetes API (Deployments, HPAs, Pods, Leases, Events, PodMetrics) and /metrics."""
-    from rlscale.env.emulator.api import ClusterApi
-    from rlscale.env.emulator.server import EmulatorServer, Faults
+    from rlscale.emulator.api import ClusterApi
+    from rlscale.emulator.server import EmulatorServer, Faults
     from rlscale.env.scenario import load_scenario
 
     faults = Faults(error_rate=error_rate, latency_s=latency, timeout_rate=timeout_rate, conflict_rate=conflict_rate,

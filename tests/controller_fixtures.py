@@ -1,55 +1,26 @@
-"""Helpers for the controller's tests: a clock the test moves, small multi-service scenarios on the
-emulator, a shared real Prometheus, the controller built as in a cluster, and one-loop steps."""
+"""Helpers for the controller's tests: small multi-service scenarios on the emulator, a shared real
+Prometheus, the controller built as in a cluster (by `rlscale.emulator.harness`, which the benches
+share), and what the tests read back."""
 
 from __future__ import annotations
 
-import dataclasses
 from contextlib import contextmanager
 from typing import Any, Iterator
 
 import pytest
 
 from rlscale.agent.policy import Policy
-from rlscale.controller.api_errors import CLIENT_ERRORS
-from rlscale.controller.config import ORIGINAL_BOUNDS, ControllerConfig, LeaderSettings, PrometheusSettings
+from rlscale.controller.config import ORIGINAL_BOUNDS
 from rlscale.controller.loop import Controller
-from rlscale.controller.main import build
+from rlscale.emulator.harness import NS, controller_at
+from rlscale.emulator.prometheus import PrometheusServer
+from rlscale.emulator.small_scenarios import ONE_SERVICE, SERVICE, merge
 from rlscale.env.scenario import Scenario, scenario_from_config
 from rlscale.env.state import Decision, ServiceState
 from rlscale.validation import Reader
 
-from conftest import ONE_SERVICE, PROJECT_ROOT, merge
-from emulator_fixtures import Cluster, client_for, running_cluster
-from prometheus_server import PrometheusServer
-
-NS = "default"
-SERVICE = merge(ONE_SERVICE["services"][0], {
-    "workload": {"kind": "step", "base_rps": 5, "step_rps": 5, "at_s": 0},
-    "request": {"cpu_seconds": 0.05, "memory": "8Mi"},
-    "replica": {"concurrency": 2, "base_memory": "100Mi", "startup_s": 2},
-    "resources": {"requests": {"cpu": "500m", "memory": "256Mi"}, "limits": {"cpu": "1", "memory": "512Mi"}},
-    "replicas": 2,
-    "bounds": {"replicas": [1, 20]},
-    "slo": {"quantile": 0.95, "latency_s": 0.5},
-})
-
-
-class FakeClock:
-    """Time that moves only when told to (or when the code under test sleeps)."""
-
-    def __init__(self, start: float = 1_000_000.0) -> None:
-        self.t = start
-        self.sleeps: list[float] = []
-
-    def now(self) -> float:
-        return self.t
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.t += seconds
-
-    def advance(self, seconds: float) -> None:
-        self.t += seconds
+from conftest import PROJECT_ROOT, start_prometheus
+from emulator_fixtures import Cluster, running_cluster
 
 
 class Fixed(Policy):
@@ -75,7 +46,7 @@ def scenario(*names: str, **service: Any) -> Scenario:
 @pytest.fixture(scope="module")
 def prometheus() -> Iterator[PrometheusServer]:
     """One real Prometheus for a test module; each cluster retargets it."""
-    with PrometheusServer([], interval_s=0.5) as server:
+    with start_prometheus([], interval_s=0.5) as server:
         yield server
 
 
@@ -100,30 +71,9 @@ def patch_hpa(cluster: Cluster, name: str, body: dict[str, Any]) -> Any:
     return cluster.api.patch("horizontalpodautoscalers", NS, name, body, "application/merge-patch+json")
 
 
-def config_for(server: PrometheusServer, **changes: Any) -> ControllerConfig:
-    base = ControllerConfig(
-        namespaces=(NS,), interval_s=30.0, api_timeout_s=2.0, fail_static_after_api_failures=2,
-        prometheus=PrometheusSettings(url=server.url, window_s=4, staleness_s=60.0, timeout_s=2.0),
-        leader_election=LeaderSettings(enabled=False),
-    )
-    return dataclasses.replace(base, **changes)
-
-
 def controller_for(cluster: Cluster, server: PrometheusServer, policy: Policy | None = None, clock: Any = None,
                    identity: str | None = None, **changes: Any) -> Controller:
-    return build(config_for(server, **changes), client_for(cluster.server.url), policy=policy or Fixed(3),
-                 clock=clock or FakeClock(), identity=identity)
-
-
-def step(controller: Controller) -> None:
-    """One loop on freshly listed caches (so the test never waits for a watch), its events sent. While the API
-    fails, the caches stay as they were, as a broken watch leaves them."""
-    try:
-        controller.backend.caches.sync(force=True)
-    except CLIENT_ERRORS:
-        pass
-    controller.step()
-    controller.events.flush()
+    return controller_at(cluster.server.url, server, policy or Fixed(3), clock=clock, identity=identity, **changes)
 
 
 def failing(controller: Controller) -> dict[str, str]:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Iterator
 
 import kubernetes
 
-from rlscale.env.emulator.api import ClusterApi
-from rlscale.env.emulator.server import EmulatorServer, Faults
+from rlscale.emulator.api import ClusterApi
+from rlscale.emulator.harness import client_for
+from rlscale.emulator.server import EmulatorServer, Faults
 from rlscale.env.scenario import Scenario
 
 
@@ -37,16 +38,6 @@ class Cluster:
     @property
     def coordination(self) -> kubernetes.client.CoordinationV1Api:
         return kubernetes.client.CoordinationV1Api(self.client)
-
-
-def client_for(url: str, **settings: Any) -> kubernetes.client.ApiClient:
-    configuration = kubernetes.client.Configuration()
-    configuration.host = url
-    configuration.api_key = {"authorization": "Bearer emulator"}
-    configuration.retries = False
-    for key, value in settings.items():
-        setattr(configuration, key, value)
-    return kubernetes.client.ApiClient(configuration)
 
 
 @contextmanager

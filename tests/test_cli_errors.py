@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ONE_SERVICE, merge
+from rlscale.emulator.small_scenarios import ONE_SERVICE, merge
 
 RLSCALE = [sys.executable, "-c", "from rlscale.cli import main; main()"]
 

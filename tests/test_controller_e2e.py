@@ -17,14 +17,16 @@ import yaml
 from rlscale.agent.policy import Policy
 from rlscale.controller.config import ORIGINAL_BOUNDS, ControllerConfig, LeaderSettings, PrometheusSettings
 from rlscale.controller.main import build
+from rlscale.emulator.harness import client_for, step
+from rlscale.emulator.prometheus import PrometheusServer
+from rlscale.emulator.small_scenarios import ONE_SERVICE, SERVICE, merge
 from rlscale.env.scenario import scenario_from_config
 from rlscale.env.state import Decision, ServiceState
 from rlscale.validation import Reader
 
-from conftest import ONE_SERVICE, PROJECT_ROOT, merge, wait_until
-from controller_fixtures import SERVICE, Fixed, failing, step
-from emulator_fixtures import client_for, running_cluster
-from prometheus_server import PrometheusServer
+from conftest import PROJECT_ROOT, start_prometheus, wait_until
+from controller_fixtures import Fixed, failing
+from emulator_fixtures import running_cluster
 
 pytestmark = pytest.mark.e2e
 NS = "default"
@@ -55,7 +57,7 @@ def live(**faults: Any) -> Iterator[tuple[Any, PrometheusServer]]:
         cluster.autoscaling.patch_namespaced_horizontal_pod_autoscaler(
             "web", NS, {"metadata": {"labels": {"rlscale.io/managed": "true"},
                                      "annotations": {"rlscale.io/slo-latency-seconds": "0.5"}}})
-        with PrometheusServer([cluster.server.url.removeprefix("http://")], interval_s=1.0) as prometheus:
+        with start_prometheus([cluster.server.url.removeprefix("http://")], interval_s=1.0) as prometheus:
             prometheus.wait_for_series('container_cpu_usage_seconds_total{pod=~"web-.*"}')
             prometheus.wait_for_scrapes(4)
             yield cluster, prometheus

@@ -11,9 +11,10 @@ import pytest
 
 from rlscale.agent.learned import LearnedPolicy, shipped_model
 from rlscale.agent.policy import Policy
+from rlscale.emulator.harness import NS, step
 from rlscale.env.state import Decision, ServiceState
 
-from controller_fixtures import NS, Fixed, bounds, cluster_for, controller_for, events, failing, patch_hpa, prometheus, step  # noqa: F401
+from controller_fixtures import Fixed, bounds, cluster_for, controller_for, events, failing, patch_hpa, prometheus  # noqa: F401
 
 BAD = "b"
 NAMES = ("a", BAD, "c")

@@ -9,10 +9,11 @@ import pytest
 
 from rlscale.controller.config import LeaderSettings
 from rlscale.controller.leader import LeaseElector
+from rlscale.emulator.harness import NS, FakeClock, client_for, step
+from rlscale.rig.prometheus import free_port
 
-from controller_fixtures import NS, FakeClock, Fixed, bounds, cluster_for, controller_for, prometheus, scenario, step  # noqa: F401
-from emulator_fixtures import client_for, running_cluster
-from prometheus_server import free_port
+from controller_fixtures import Fixed, bounds, cluster_for, controller_for, prometheus, scenario  # noqa: F401
+from emulator_fixtures import running_cluster
 
 SETTINGS = LeaderSettings(enabled=True, lease_name="rlscale-test", namespace=NS, lease_duration_s=15.0, renew_deadline_s=10.0,
                           renew_period_s=2.0)

@@ -13,16 +13,17 @@ from typing import Any, Iterator
 
 import pytest
 
-from rlscale.controller.metrics_source import NodeRoom, pool_headroom
 from rlscale.controller.config import PrometheusSettings, config_from_reader
+from rlscale.controller.metrics_source import NodeRoom, pool_headroom
 from rlscale.controller.problems import ServiceProblem
 from rlscale.controller.prometheus import Prometheus
 from rlscale.controller.views import Meta, PodView, deployment_view, owned_by
+from rlscale.emulator.harness import NS, step
 from rlscale.errors import UserInputError
+from rlscale.rig.prometheus import free_port
 from rlscale.validation import Reader
 
-from controller_fixtures import NS, Fixed, cluster_for, controller_for, failing, prometheus, step, this_cluster  # noqa: F401
-from prometheus_server import free_port
+from controller_fixtures import Fixed, cluster_for, controller_for, failing, prometheus, this_cluster  # noqa: F401
 
 
 def wait_for(prometheus: Any, promql: str, condition: Any, timeout_s: float = 30.0) -> None:

@@ -8,10 +8,10 @@ import pytest
 
 from rlscale.agent.policy import Policy, keep_resources
 from rlscale.controller.ownership import Memory, own, pin_patch, restore_patch, with_cpu_target
+from rlscale.emulator.harness import NS, FakeClock, step
 from rlscale.env.state import Decision, ServiceState
 
-from controller_fixtures import (NS, FakeClock, Fixed, bounds, cluster_for, controller_for, events, failing, patch_hpa, prometheus,  # noqa: F401
-                                 step, this_cluster)
+from controller_fixtures import Fixed, bounds, cluster_for, controller_for, events, failing, patch_hpa, prometheus, this_cluster  # noqa: F401
 
 COOLDOWN = 600.0
 

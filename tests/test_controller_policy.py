@@ -19,10 +19,11 @@ import yaml
 from rlscale.agent.learned import SUMS_FILE, LearnedPolicy, sha256_of
 from rlscale.controller.policy_check import verify_policy
 from rlscale.controller.telemetry import MAX_CONNECTIONS, Telemetry, serve
+from rlscale.emulator.harness import FakeClock, step
 from rlscale.errors import UserInputError
 
 from conftest import PROJECT_ROOT
-from controller_fixtures import NS, FakeClock, Fixed, cluster_for, controller_for, failing, prometheus, step  # noqa: F401
+from controller_fixtures import Fixed, cluster_for, controller_for, failing, prometheus  # noqa: F401
 from test_cli_errors import assert_one_line_error, run_cli
 from test_controller_isolation import FailsFor
 

@@ -13,9 +13,9 @@ import pytest
 
 from rlscale.controller.informer import Informer
 from rlscale.controller.views import hpa_view
+from rlscale.emulator.harness import NS, FakeClock, client_for, step
 
-from controller_fixtures import NS, FakeClock, Fixed, bounds, cluster_for, controller_for, patch_hpa, prometheus, step  # noqa: F401
-from emulator_fixtures import client_for
+from controller_fixtures import Fixed, bounds, cluster_for, controller_for, patch_hpa, prometheus  # noqa: F401
 
 
 def reads(cluster: Any) -> float:

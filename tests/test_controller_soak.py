@@ -4,7 +4,8 @@ HPA's original or the service's rlscale bounds, every HPA restored at the end.""
 from __future__ import annotations
 
 from controller_fixtures import cluster_for, prometheus  # noqa: F401
-from soak_driver import run_soak
+from rlscale.emulator.soak import run_soak
+
 
 NAMES = ("s0", "s1", "s2", "s3")
 

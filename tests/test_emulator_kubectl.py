@@ -21,9 +21,9 @@ from typing import Callable, Iterator
 
 import pytest
 
-from rlscale.env.emulator.api import ApiError, by_fields
-from rlscale.env.emulator.discovery import SERVED, aggregated_version
-from rlscale.env.emulator.tables import age
+from rlscale.emulator.api import ApiError, by_fields
+from rlscale.emulator.discovery import SERVED, aggregated_version
+from rlscale.emulator.tables import age
 from rlscale.env.scenario import load_scenario
 
 from emulator_fixtures import Cluster, running_cluster

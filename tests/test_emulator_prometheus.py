@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rlscale.env.emulator.api import LATENCY_BUCKETS_S
+from rlscale.emulator.api import LATENCY_BUCKETS_S
 
+from rlscale.emulator.small_scenarios import ONE_SERVICE, merge
 from rlscale.env.scenario import scenario_from_config
 from rlscale.validation import Reader
 
-from conftest import ONE_SERVICE, PROJECT_ROOT, merge
+from conftest import PROJECT_ROOT, start_prometheus
 from emulator_fixtures import running_cluster
-from prometheus_server import PrometheusServer
 
 pytestmark = pytest.mark.e2e
 
@@ -40,7 +40,7 @@ SCENARIO = scenario_from_config(Reader(merge(ONE_SERVICE, {"services": [WEB, OOM
 def test_promql_reads_the_simulated_cluster() -> None:
     with running_cluster(SCENARIO, speed=1.0, duration_s=3600) as cluster:
         host = cluster.server.url.removeprefix("http://")
-        with PrometheusServer([host], interval_s=1.0) as prometheus:
+        with start_prometheus([host], interval_s=1.0) as prometheus:
             prometheus.wait_for_series('inference_requests_total{service="web"}')
             prometheus.wait_for_scrapes(12)  # the simulation runs in real time meanwhile
             window = "10s"

@@ -6,7 +6,7 @@ import copy
 
 import pytest
 
-from rlscale.env.emulator.patch import PatchError, apply_patch, json_merge_patch, json_patch, strategic_merge_patch
+from rlscale.emulator.patch import PatchError, apply_patch, json_merge_patch, json_patch, strategic_merge_patch
 
 
 @pytest.mark.parametrize(

@@ -17,15 +17,16 @@ import numpy as np
 import pytest
 
 from rlscale.controller.main import build
-from rlscale.env.emulator.api import LATENCY_BUCKETS_S
+from rlscale.emulator.api import LATENCY_BUCKETS_S
+from rlscale.emulator.harness import NS, client_for, config_for
+from rlscale.emulator.small_scenarios import ONE_SERVICE, SERVICE, merge
 from rlscale.env.scenario import scenario_from_config
 from rlscale.env.state import ServiceState
 from rlscale.validation import Reader
 
-from conftest import ONE_SERVICE, PROJECT_ROOT, merge
-from controller_fixtures import NS, SERVICE, Fixed, config_for, patch_hpa
-from emulator_fixtures import Cluster, client_for, running_cluster
-from prometheus_server import PrometheusServer
+from conftest import PROJECT_ROOT, start_prometheus
+from controller_fixtures import Fixed, patch_hpa
+from emulator_fixtures import Cluster, running_cluster
 
 pytestmark = pytest.mark.e2e
 WINDOW_S = 8
@@ -128,7 +129,7 @@ def test_every_field_has_a_tolerance() -> None:
 
 def test_the_live_backend_builds_the_simulators_state() -> None:
     with running_cluster(SCENARIO, speed=0.0, duration_s=3600) as cluster, \
-            PrometheusServer([cluster.server.url.removeprefix("http://")], interval_s=0.5) as prometheus:
+            start_prometheus([cluster.server.url.removeprefix("http://")], interval_s=0.5) as prometheus:
         for name, annotations in ANNOTATIONS.items():
             patch_hpa(cluster, name, {"metadata": {"labels": {"rlscale.io/managed": "true"},
                                                    "annotations": {"rlscale.io/slo-latency-seconds": "0.5", **annotations}}})

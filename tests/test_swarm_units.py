@@ -14,13 +14,13 @@ import yaml
 
 from rlscale.controller.api_errors import ApiFailure, classify, failure, with_retries
 from rlscale.controller.config import ControllerConfig
-from rlscale.controller.problems import ServiceProblem
 from rlscale.controller.policy_check import canned_states
+from rlscale.controller.problems import ServiceProblem
 from rlscale.controller.swarm import SwarmBackend, node_matches
 from rlscale.controller.swarm_actuator import ORIGINAL_SPEC, Shape, SwarmActuator, pinned_spec, restored_spec
 from rlscale.controller.swarm_hpa import TaskReading, hpa_spec, metric_replicas
 from rlscale.controller.swarm_stats import engine_time, working_set
-from rlscale.env.emulator.api import LATENCY_BUCKETS_S
+from rlscale.emulator.api import LATENCY_BUCKETS_S
 from rlscale.env.hpa import HpaDecision
 from rlscale.env.state import Decision
 from rlscale.rig import server

@@ -1,14 +1,14 @@
 """The controller's soak: many loops against an emulator (by URL) and a real Prometheus, with random faults
 (API 5xx, timeouts, 409s, throttling, Prometheus down, NaN and stale metrics, human edits, a policy answering
 nonsense), checking after every loop that no HPA has bounds outside its original or the service's rlscale bounds,
-and at the end that every HPA is restored. Used by tests/test_controller_soak.py (short) and bench/soak.py (long)."""
+and at the end that every HPA is restored. Used by tests/test_controller_soak.py (short) and
+bench/soak.py (long)."""
 
 from __future__ import annotations
 
 import json
 import math
 import random
-import resource
 import urllib.request
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -17,10 +17,9 @@ import kubernetes
 
 from rlscale.agent.policy import Policy
 from rlscale.controller.config import ORIGINAL_BOUNDS
+from rlscale.emulator.harness import NS, FakeClock, client_for, controller_at, step
+from rlscale.emulator.prometheus import PrometheusServer
 from rlscale.env.state import Decision, ServiceState
-
-from controller_fixtures import NS, FakeClock, controller_for, step
-from emulator_fixtures import client_for
 
 RLSCALE_BOUNDS = (2, 12)  # set by annotations on every other service
 FAULTS: dict[str, dict[str, Any]] = {
@@ -65,7 +64,7 @@ def set_faults(url: str, faults: dict[str, Any]) -> None:
     urllib.request.urlopen(request, timeout=10).read()
 
 
-def run_soak(url: str, prometheus: Any, names: tuple[str, ...], loops: int, seed: int = 0,
+def run_soak(url: str, prometheus: PrometheusServer, names: tuple[str, ...], loops: int, seed: int = 0,
              progress: Callable[[int, SoakReport], None] | None = None) -> SoakReport:
     rng, report = random.Random(seed), SoakReport()
     api = kubernetes.client.AutoscalingV2Api(client_for(url))
@@ -76,7 +75,7 @@ def run_soak(url: str, prometheus: Any, names: tuple[str, ...], loops: int, seed
     originals = {n: (1, 20) for n in names}
     policy = RandomPolicy(rng)
     clock = FakeClock()
-    controller = controller_for(_Cluster(url), prometheus, policy, clock=clock, api_timeout_s=0.25, human_edit_cooldown_s=120.0)
+    controller = controller_at(url, prometheus, policy, clock=clock, api_timeout_s=0.25, human_edit_cooldown_s=120.0)
     good_url = controller.backend.prometheus.url
     for loop in range(loops):
         fault = rng.choice(list(FAULTS))
@@ -114,18 +113,3 @@ def run_soak(url: str, prometheus: Any, names: tuple[str, ...], loops: int, seed
                                        f"(original {originals[hpa.metadata.name]})")
     report.rss_mb.append((report.loops, rss_mb()))
     return report
-
-
-@dataclass
-class _Cluster:
-    """What `controller_for` needs of a cluster: its URL."""
-
-    url: str
-
-    @property
-    def server(self) -> "_Cluster":
-        return self
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -20,9 +20,9 @@ from typing import Any, Callable
 import numpy as np
 
 from rlscale import labels
-from rlscale.env.emulator import objects
-from rlscale.env.emulator.patch import PatchError, apply_patch
-from rlscale.env.emulator.store import Key, ObjectStore
+from rlscale.emulator import objects
+from rlscale.emulator.patch import PatchError, apply_patch
+from rlscale.emulator.store import Key, ObjectStore
 from rlscale.env.queueing import mixture_survival
 from rlscale.env.scenario import Scenario
 from rlscale.env.simulator import Simulator

@@ -26,10 +26,10 @@ from urllib.parse import parse_qs, urlparse
 import yaml
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 
-from rlscale.env.emulator import discovery, tables, versions
-from rlscale.env.emulator.api import KINDS, ApiError, ClusterApi, by_fields, selector
-from rlscale.env.emulator.metrics import ClusterCollector
-from rlscale.env.emulator.store import Gone
+from rlscale.emulator import discovery, tables, versions
+from rlscale.emulator.api import KINDS, ApiError, ClusterApi, by_fields, selector
+from rlscale.emulator.metrics import ClusterCollector
+from rlscale.emulator.store import Gone
 
 WATCH_DEFAULT_TIMEOUT_S = 300.0
 BOOKMARK_INTERVAL_S = 5.0  # an idle watch that asked for bookmarks gets one this often

@@ -1,8 +1,9 @@
-"""A real Prometheus server for the e2e tests: started on loopback with a temporary TSDB.
+"""A real Prometheus server for the e2e tests and the benches: started on loopback with a temporary TSDB.
 
 The binary is found as the rig's is (`rlscale.rig.prometheus`: `$RLSCALE_PROMETHEUS`, the PATH, or
-`.ci/cache/prometheus/usr/bin/`, where `.ci/prometheus.sh` unpacks Debian's package). Waiting is by polling with deadlines;
-the server is stopped by its process id.
+`.ci/cache/prometheus/usr/bin/`, where `.ci/prometheus.sh` unpacks Debian's package); without one the
+constructor raises `PrometheusNotFound` (the tests turn it into a failure). Waiting is by polling with
+deadlines; the server is stopped by its process id.
 """
 
 from __future__ import annotations
@@ -17,9 +18,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from rlscale.rig.prometheus import find_prometheus, free_port, terminate
+from rlscale.rig.prometheus import free_port, require_prometheus, terminate
 
 
 class PrometheusServer:
@@ -27,9 +26,7 @@ class PrometheusServer:
     at run time (file-based discovery), so one server can serve many tests."""
 
     def __init__(self, targets: list[str], interval_s: float = 1.0) -> None:
-        binary = find_prometheus()
-        if binary is None:
-            pytest.fail("no Prometheus binary: run `bash .ci/prometheus.sh` (or set RLSCALE_PROMETHEUS)")
+        binary = require_prometheus()
         self.directory = Path(tempfile.mkdtemp(prefix="rlscale-prometheus-"))
         config = self.directory / "prometheus.yml"
         self.targets_file = self.directory / "targets.json"

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from rlscale.env.emulator.api import KINDS
+from rlscale.emulator.api import KINDS
 
 READ = ("get", "list", "watch")
 WRITE = ("patch", "update")

@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterator
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from rlscale.env.emulator.api import LATENCY_BUCKETS_S, ClusterApi
+from rlscale.emulator.api import LATENCY_BUCKETS_S, ClusterApi
 
 NODE_POOL_SERIES_LABEL = "label_rlscale_io_node_pool"  # kube-state-metrics' name for the label rlscale.io/node-pool
 
