@@ -166,6 +166,59 @@ def train(
     run_training(settings, resume, log=lambda line: err_console.print(line, highlight=False, soft_wrap=True))
 
 
+@app.command()
+def calibrate(
+    prometheus: str = typer.Option(..., help="The Prometheus holding the services' history (e.g. http://prometheus:9090)."),
+    out: Path = typer.Option(..., help="The directory to write (scenario.yaml, traces/, held-out/, calibration.md)."),
+    service: Optional[list[str]] = typer.Option(None, help="A service to calibrate: an HPA (or Deployment) name, or a Swarm service."),
+    selector: Optional[str] = typer.Option(None, help="Or every service this label selector picks (HPAs; Swarm: service labels)."),
+    platform: str = typer.Option("kubernetes", help="kubernetes or swarm."),
+    profile: Optional[str] = typer.Option(None, help="The inference server's metrics: generic, vllm, kserve, triton, torchserve."),
+    namespace: Optional[str] = typer.Option(None, help="The services' namespace (default: the config's, else 'default')."),
+    since: str = typer.Option("7d", help="How much history to read, ending at --until (e.g. 6h, 7d)."),
+    until: Optional[str] = typer.Option(None, help="The end of the history: an RFC 3339 time or epoch seconds (default: now)."),
+    step: str = typer.Option("30s", help="The trace's interval and the fits' resolution."),
+    held_out: float = typer.Option(0.3, help="The share of the history, at its end, kept apart as the held-out future."),
+    config: Optional[Path] = typer.Option(None, help="The controller's YAML config: its Prometheus selectors, prices, default SLO."),
+    kubeconfig: Optional[Path] = typer.Option(None, help="Outside a cluster: the kubeconfig to use."),
+    docker_host: str = typer.Option("", help="Swarm: the engine's address (default: the config's, $DOCKER_HOST or the local socket)."),
+    force: bool = typer.Option(False, "--force", help="Replace --out if it exists."),
+) -> None:
+    """Fit a scenario and record load traces from a service's own history (Prometheus + the platform's API)."""
+    import dataclasses
+
+    from rlscale.controller.config import ControllerConfig, load_controller_config
+    from rlscale.controller.profiles import PROFILES
+    from rlscale.training.calibrate import CalibrateOptions, calibrate as run_calibration, parse_until
+    from rlscale.training.calibrate_history import parse_duration
+
+    settings = load_controller_config(config) if config else ControllerConfig()
+    if profile is not None:
+        if profile not in PROFILES:
+            raise UserInputError("--profile", f"must be one of {', '.join(PROFILES)}; got {profile!r}")
+        settings = dataclasses.replace(settings, prometheus=dataclasses.replace(settings.prometheus, profile=profile))
+    if service and selector is not None:
+        raise UserInputError("--service/--selector", "give one or the other")
+    options = CalibrateOptions(
+        prometheus=prometheus, out=out, services=tuple(_split(service)), selector=selector, platform=platform,
+        namespace=namespace or settings.namespace, since_s=parse_duration(since, "--since"), until=parse_until(until),
+        step_s=parse_duration(step, "--step"), held_out=held_out, force=force, controller=settings, kubeconfig=kubeconfig,
+        docker_host=docker_host or settings.docker_host)
+    with Progress(TextColumn("calibrating: {task.description}"), BarColumn(), TimeElapsedColumn(), console=err_console,
+                  transient=True) as progress:
+        task = progress.add_task("starting", total=None)
+        calibrations = run_calibration(options, lambda line: progress.update(task, description=line))
+    for c in calibrations:
+        table = Table(title=f"{c.facts.name}: calibrated", title_justify="left")
+        for column in ("parameter", "value", "R²", "points", "status"):
+            table.add_column(column)
+        for e in c.estimates.values():
+            table.add_row(e.name, f"{e.value:.4g} {e.unit}", f"{e.r2:.3f}" if e.r2 is not None else "-", str(e.points),
+                          "prior" if e.warning else "fitted")
+        console.print(table)
+    console.print(f"wrote {out}/scenario.yaml, {out}/traces/, {out}/held-out/ and {out}/calibration.md")
+
+
 @app.command(name="export")
 def export_command(
     model: Path = typer.Argument(..., help="A saved PPO model (.zip) with its .vecnormalize.pkl beside it."),

@@ -2,8 +2,8 @@
 
 - cAdvisor (kubelet): container_cpu_usage_seconds_total, container_cpu_cfs_periods_total,
   container_cpu_cfs_throttled_periods_total (100 ms CFS periods), container_memory_working_set_bytes;
-- kube-state-metrics: Deployment replicas, pod readiness, container requests and limits,
-  restarts and the last termination reason (OOMKilled), HPA bounds and replicas;
+- kube-state-metrics: Deployment replicas, pod readiness, creation and ready times, container
+  requests and limits, restarts and the last termination reason (OOMKilled), HPA bounds and replicas;
 - each service's own request counter and latency histogram (inference_requests_total,
   inference_request_duration_seconds).
 """
@@ -43,6 +43,9 @@ class ClusterCollector(Collector):
         limits = GaugeMetricFamily("kube_pod_container_resource_limits", "Container limits.", labels=[*pod_labels, "node", "resource", "unit"])
         allocatable = GaugeMetricFamily("kube_node_status_allocatable", "Node allocatable resources.", labels=["node", "resource", "unit"])
         ready = GaugeMetricFamily("kube_pod_status_ready", "Pod readiness.", labels=["namespace", "pod", "condition"])
+        created = GaugeMetricFamily("kube_pod_created", "Unix creation timestamp.", labels=["namespace", "pod"])
+        ready_time = GaugeMetricFamily("kube_pod_status_ready_time", "Readiness achieved time in unix timestamp.", labels=["namespace", "pod"])
+        base = api.base.timestamp()
         restarts = CounterMetricFamily("kube_pod_container_status_restarts_total", "Container restarts.", labels=pod_labels)
         reason = GaugeMetricFamily("kube_pod_container_status_last_terminated_reason", "Last termination reason.",
                                    labels=[*pod_labels, "reason"])
@@ -68,6 +71,9 @@ class ClusterCollector(Collector):
                     ready_count += is_ready
                     ready.add_metric([ns, p.name, "true"], float(is_ready))
                     ready.add_metric([ns, p.name, "false"], float(not is_ready))
+                    created.add_metric([ns, p.name], base + max(p.created_at, -base))
+                    if is_ready:
+                        ready_time.add_metric([ns, p.name], base + p.ready_since)
                     node = p.node.name if p.node is not None else ""
                     requests.add_metric([*labels, node, "cpu", "core"], p.cpu_request)
                     requests.add_metric([*labels, node, "memory", "byte"], p.memory_request)
@@ -98,5 +104,5 @@ class ClusterCollector(Collector):
             for node in api.sim.nodes:
                 allocatable.add_metric([node.name, "cpu", "core"], node.cpu)
                 allocatable.add_metric([node.name, "memory", "byte"], node.memory)
-        yield from (cpu, periods, throttled, memory, requests, limits, allocatable, ready, restarts, reason, spec_replicas, ready_replicas,
+        yield from (cpu, periods, throttled, memory, requests, limits, allocatable, ready, created, ready_time, restarts, reason, spec_replicas, ready_replicas,
                     available, hpa_min, hpa_max, hpa_desired, hpa_current, app_requests, latency)

@@ -56,7 +56,8 @@ ROUTES: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"^/apis/metrics\.k8s\.io/v1beta1(?:/namespaces/(?P<ns>[^/]+))?/pods(?:/(?P<name>[^/]+))?$"), "podmetrics"),
 ]
 DISCOVERY = {
-    "/version": {"major": "1", "minor": "33", "gitVersion": "v1.33.0-rlscale-emulator", "platform": "linux/amd64"},
+    "/version": {"major": "1", "minor": "33", "gitVersion": "v1.33.0-rlscale-emulator", "gitCommit": "", "gitTreeState": "clean",
+                 "buildDate": "2026-01-01T00:00:00Z", "goVersion": "", "compiler": "gc", "platform": "linux/amd64"},
     "/api": {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []},
     "/apis": {"kind": "APIGroupList", "apiVersion": "v1", "groups": [
         {"name": group, "versions": [{"groupVersion": f"{group}/{v}", "version": v}], "preferredVersion": {"groupVersion": f"{group}/{v}", "version": v}}
@@ -186,8 +187,8 @@ class _Handler(BaseHTTPRequestHandler):
                 if method == "PUT":
                     self.emulator.set_faults(json.loads(body or b"{}"))
                 return self._json(200, dataclasses.asdict(self.emulator.faults))
-            if url.path in DISCOVERY:
-                return self._json(200, DISCOVERY[url.path])
+            if url.path.rstrip("/") in DISCOVERY:  # clients ask for /version/
+                return self._json(200, DISCOVERY[url.path.rstrip("/")])
             if self._inject_faults(method):
                 return
             self._api(method, url.path, query, body)

@@ -1,0 +1,301 @@
+"""Fitting the simulator's service model to a service's history: pure functions over a `History`.
+
+Each parameter is fitted so that the simulator's own model reproduces what was observed:
+
+- CPU work per request: the slope of CPU per ready replica against requests/s per replica (least
+  squares, one round of outlier rejection; the intercept is CPU the simulator does not model).
+- Cores per request and concurrency: the simulator's M/M/c latency (`env/queueing.py`) fitted to the
+  observed mean latency on a grid of (workers, cores per request), with the CPU limit and the CPU
+  work fixed: the lone-request latency gives the cores, the growth of queueing with utilisation and
+  the rate where throughput saturates give the workers. A candidate whose capacity is below a
+  throughput that was served is ruled out.
+- Base memory and memory per request: working set per replica against the requests holding a
+  worker in the fitted model (E[min(N, workers)] at each interval's rate per replica).
+- Start-up time: the median of created -> ready over the replicas created in the window.
+
+Where the history cannot identify a parameter (too few points, no variation, never saturated),
+the estimate says so and carries the prior used instead.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from rlscale.env.queueing import replica_servers, steady_state
+from rlscale.training.calibrate_history import History
+
+MIN_POINTS = 20  # steady intervals with traffic below which nothing is fitted
+MAX_WORKERS = 32
+CORE_GRID = np.geomspace(0.02, 4.0, 60)
+UTILISATION_GRID = np.linspace(0.0, 0.99, 200)
+PRIOR_STARTUP_S = 30.0
+PRIOR_CORES = 1.0
+
+
+@dataclass(frozen=True)
+class Plot:
+    """What a figure of the fit shows: the observations and the fitted curve."""
+
+    x: np.ndarray
+    y: np.ndarray
+    x_label: str
+    y_label: str
+    curve_x: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    curve_y: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    kind: str = "scatter"  # or "histogram"
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """One fitted parameter, with how well the history pins it down."""
+
+    name: str
+    value: float
+    unit: str
+    method: str
+    points: int
+    r2: float | None = None
+    residual_rms: float | None = None
+    residual_max: float | None = None
+    warning: str | None = None  # set when the history cannot identify it: `value` is then the prior
+    note: str | None = None
+    plot: Plot | None = None
+
+    @property
+    def identified(self) -> bool:
+        return self.warning is None
+
+
+@dataclass(frozen=True)
+class LineFit:
+    slope: float
+    intercept: float
+    r2: float
+    rms: float
+    max_abs: float
+    used: np.ndarray  # bool mask of the points kept
+
+
+def line_fit(x: np.ndarray, y: np.ndarray) -> LineFit:
+    """y = slope * x + intercept by least squares, after dropping points beyond 5 robust sigmas."""
+    used = np.isfinite(x) & np.isfinite(y)
+    for _ in range(2):
+        slope, intercept = np.polyfit(x[used], y[used], 1) if np.ptp(x[used]) > 0 else (0.0, float(np.mean(y[used])))
+        residual = y - (slope * x + intercept)
+        sigma = 1.4826 * float(np.median(np.abs(residual[used] - np.median(residual[used]))))
+        keep = used & (np.abs(residual) <= 5 * sigma) if sigma > 0 else used
+        if keep.sum() == used.sum() or keep.sum() < 3:
+            break
+        used = keep
+    residual = (y - (slope * x + intercept))[used]
+    spread = float(np.sum((y[used] - y[used].mean()) ** 2))
+    r2 = 1.0 - float(np.sum(residual**2)) / spread if spread > 0 else 0.0
+    return LineFit(float(slope), float(intercept), r2, float(np.sqrt(np.mean(residual**2))), float(np.max(np.abs(residual))), used)
+
+
+def usable(history: History) -> np.ndarray:
+    """Intervals to fit on: steady replicas, traffic, CPU and memory known, few failures."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        failing = np.where(history.requests_rps > 0, history.errors_rps / history.requests_rps, 0.0) > 0.01
+    return (history.steady & (history.requests_rps > 0) & np.isfinite(history.cpu_per_replica)
+            & np.isfinite(history.memory_per_replica) & ~failing)
+
+
+# -- CPU -----------------------------------------------------------------------------------------
+
+
+def fit_cpu(history: History) -> Estimate:
+    mask = usable(history)
+    x, y = history.rate_per_replica[mask], history.cpu_per_replica[mask]
+    plot = Plot(x, y, "requests/s per replica", "CPU per replica (cores)")
+    if x.size < 2:
+        raise ValueError("no interval to fit CPU on")
+    ratio = float(np.sum(y) / np.sum(x))
+    if x.size < MIN_POINTS or np.ptp(x) < 0.2 * float(np.mean(x)):
+        return Estimate("cpu_per_request", ratio, "core-seconds", "mean CPU over mean rate (the rate barely varied)", int(x.size),
+                        warning=f"the rate per replica hardly varied ({x.size} intervals, {np.min(x):.3g}..{np.max(x):.3g} "
+                                "requests/s): CPU work is the mean ratio, idle CPU cannot be told apart",
+                        plot=_with_line(plot, ratio, 0.0))
+    fit = line_fit(x, y)
+    note = None
+    if fit.intercept > 0.1 * float(np.mean(y)):
+        note = (f"{fit.intercept:.3g} cores per replica of idle CPU (the intercept, {fit.intercept / np.mean(y):.0%} of the mean use) "
+                "is not in the simulator's model")
+    if fit.slope <= 0:
+        return Estimate("cpu_per_request", ratio, "core-seconds", "mean CPU over mean rate", int(fit.used.sum()), fit.r2, fit.rms,
+                        fit.max_abs, warning="CPU does not grow with the rate: the mean ratio is used", plot=_with_line(plot, ratio, 0.0))
+    return Estimate("cpu_per_request", fit.slope, "core-seconds", "slope of CPU per replica on requests/s per replica (least squares)",
+                    int(fit.used.sum()), fit.r2, fit.rms, fit.max_abs, note=note, plot=_with_line(plot, fit.slope, fit.intercept))
+
+
+def _with_line(plot: Plot, slope: float, intercept: float) -> Plot:
+    xs = np.linspace(0.0, float(np.max(plot.x)) * 1.05 if plot.x.size else 1.0, 50)
+    return Plot(plot.x, plot.y, plot.x_label, plot.y_label, xs, slope * xs + intercept)
+
+
+# -- latency: cores per request and workers ------------------------------------------------------
+
+
+def _mean_response_curves() -> np.ndarray:
+    """[servers - 1, u] -> mean response time x mu of an M/M/c queue at utilisation u."""
+    curves = np.empty((MAX_WORKERS, UTILISATION_GRID.size))
+    for s in range(1, MAX_WORKERS + 1):
+        for j, u in enumerate(UTILISATION_GRID):
+            curves[s - 1, j] = steady_state(s, 1.0, u * s).mean_response
+    return curves
+
+
+_CURVES: np.ndarray | None = None
+
+
+def _predicted_latency(servers: int, mu: float, rates: np.ndarray) -> np.ndarray:
+    global _CURVES
+    if _CURVES is None:
+        _CURVES = _mean_response_curves()
+    u = np.clip(rates / (servers * mu), 0.0, UTILISATION_GRID[-1])
+    return np.interp(u, UTILISATION_GRID, _CURVES[servers - 1]) / mu
+
+
+@dataclass(frozen=True)
+class QueueFit:
+    workers: Estimate
+    cores: Estimate
+    loss_by_workers: np.ndarray  # best loss for each worker count (index 0: one worker)
+
+
+def fit_queue(history: History, cpu_per_request: float, cpu_limit: float) -> QueueFit:
+    """Workers and cores per request that make the simulator's M/M/c mean latency fit the observed one."""
+    mask = usable(history) & np.isfinite(history.latency_mean_s) & (history.latency_mean_s > 0)
+    rates, observed = history.rate_per_replica[mask], history.latency_mean_s[mask]
+    utilisation = rates * cpu_per_request / cpu_limit
+    plot = Plot(utilisation, observed, "CPU utilisation of the limit (requests/s x CPU work / limit)", "mean latency (s)")
+    if rates.size < MIN_POINTS:
+        workers = max(1, math.ceil(cpu_limit / PRIOR_CORES - 1e-9))
+        why = f"only {rates.size} steady intervals with latency"
+        return QueueFit(Estimate("concurrency", workers, "workers", "prior", int(rates.size), warning=f"{why}: the prior is used", plot=plot),
+                        Estimate("cores_per_request", PRIOR_CORES, "cores", "prior", int(rates.size), warning=f"{why}: the prior is used"),
+                        np.zeros(0))
+    peak = float(np.max(rates))
+
+    def loss(workers: int, cores: float) -> float:
+        servers, mu = replica_servers(cpu_limit, workers, cpu_per_request, cores)
+        if servers * mu < peak * 1.02:
+            return math.inf  # it could not have served what was served
+        return float(np.mean((np.log(_predicted_latency(servers, mu, rates)) - np.log(observed)) ** 2))
+
+    best: dict[int, tuple[float, float]] = {}
+    for workers in range(1, MAX_WORKERS + 1):
+        grid = [(loss(workers, float(k)), float(k)) for k in CORE_GRID]
+        found = min(grid)
+        if math.isfinite(found[0]):
+            best[workers] = _refined(lambda k: loss(workers, k), found[1])
+    if not best:
+        raise ValueError("no worker count can serve the observed peak")
+    losses = np.array([best[w][0] if w in best else np.inf for w in range(1, MAX_WORKERS + 1)])
+    lowest = float(np.min(losses))
+    chosen = int(np.flatnonzero(losses <= lowest * 1.01 + 1e-12)[0]) + 1  # the fewest workers that fit as well
+    cores = best[chosen][1]
+    servers, mu = replica_servers(cpu_limit, chosen, cpu_per_request, cores)
+    predicted = _predicted_latency(servers, mu, rates)
+    residual = observed - predicted
+    spread = float(np.sum((observed - observed.mean()) ** 2))
+    r2 = 1.0 - float(np.sum(residual**2)) / spread if spread > 0 else 0.0
+    rms, worst = float(np.sqrt(np.mean(residual**2))), float(np.max(np.abs(residual)))
+    full = servers * mu * cpu_per_request / cpu_limit  # the utilisation of the limit at the replica's capacity
+    curve_u = np.linspace(0.0, min(0.97 * full, max(float(np.max(utilisation)) * 1.5, 0.5 * full)), 60)
+    curve = Plot(plot.x, plot.y, plot.x_label, plot.y_label, curve_u, _predicted_latency(servers, mu, curve_u * cpu_limit / cpu_per_request))
+    capacity = servers * mu
+    saturation = peak / capacity
+    warning = None
+    if saturation < 0.5:
+        warning = (f"the busiest interval used {saturation:.0%} of a replica's capacity ({peak:.3g} of {capacity:.3g} requests/s): "
+                   "throughput never neared saturation, so the workers are a guess from mild queueing")
+    elif chosen > 1 and losses[chosen - 2] < lowest * 1.2:
+        warning = f"{chosen - 1} worker(s) fit almost as well (loss {losses[chosen - 2]:.3g} against {lowest:.3g})"
+    note = None
+    if chosen * cores > cpu_limit * 1.05:
+        note = (f"the CPU limit ({cpu_limit:g} cores) caps {chosen} worker(s) of {cores:.3g} cores: more workers would queue "
+                "inside the replica and cannot be told apart from the latency")
+    workers_estimate = Estimate(
+        "concurrency", chosen, "workers", "the fewest workers whose M/M/c mean latency fits the observed (log least squares)",
+        int(rates.size), r2, rms, worst, warning=warning, note=note, plot=curve)
+    cores_warning = None
+    if cores >= cpu_limit * 0.95 and chosen * cores >= cpu_limit:
+        cores_warning = (f"a lone request already gets the whole limit ({cpu_limit:g} cores): how many cores it could use above "
+                         f"that cannot be seen; {max(cores, PRIOR_CORES):.3g} is used")
+        cores = max(cores, PRIOR_CORES)
+    cores_estimate = Estimate("cores_per_request", cores, "cores", f"CPU work over the fitted lone-request service time ({1000 / mu:.3g} ms)",
+                              int(rates.size), warning=cores_warning)
+    return QueueFit(workers_estimate, cores_estimate, losses)
+
+
+def _refined(loss: Callable[[float], float], around: float) -> tuple[float, float]:
+    """(loss, cores): a golden-section search in log-cores between the grid's neighbours of `around`."""
+    ratio = float(CORE_GRID[1] / CORE_GRID[0])
+    low, high = math.log(around / ratio), math.log(around * ratio)
+    golden = (math.sqrt(5) - 1) / 2
+    for _ in range(25):
+        a, b = high - golden * (high - low), low + golden * (high - low)
+        if loss(math.exp(a)) <= loss(math.exp(b)):
+            high = b
+        else:
+            low = a
+    cores = math.exp((low + high) / 2)
+    return min((loss(cores), cores), (loss(around), around))
+
+
+# -- memory --------------------------------------------------------------------------------------
+
+
+def busy_workers(rates: np.ndarray, cpu_per_request: float, cpu_limit: float, workers: int, cores: float) -> np.ndarray:
+    """Requests holding a worker (and its memory) in the simulator's model, per replica, at these rates."""
+    servers, mu = replica_servers(cpu_limit, workers, cpu_per_request, cores)
+    capacity = servers * mu
+    out = np.empty(rates.size)
+    for i, rate in enumerate(rates):
+        out[i] = workers if rate >= capacity else steady_state(servers, mu, float(rate)).mean_busy_workers(workers)
+    return out
+
+
+def fit_memory(history: History, cpu_per_request: float, cpu_limit: float, workers: int, cores: float) -> tuple[Estimate, Estimate]:
+    mask = usable(history)
+    rates, memory = history.rate_per_replica[mask], history.memory_per_replica[mask]
+    busy = busy_workers(rates, cpu_per_request, cpu_limit, workers, cores)
+    plot = Plot(busy, memory / 2**20, "requests in workers per replica (model)", "working set per replica (MiB)")
+    if busy.size < MIN_POINTS or np.ptp(busy) < 0.05:
+        base = float(np.median(memory))
+        why = f"the requests in workers hardly varied ({busy.size} intervals, {np.min(busy):.2f}..{np.max(busy):.2f})"
+        return (Estimate("base_memory", base, "bytes", "median working set", int(busy.size), note=why, plot=_with_line(plot, 0.0, base / 2**20)),
+                Estimate("memory_per_request", 0.0, "bytes", "prior", int(busy.size), warning=f"{why}: memory per request is taken as 0"))
+    fit = line_fit(busy, memory)
+    base, per_request = fit.intercept, fit.slope
+    warning = None
+    if per_request < 0:
+        warning, per_request, base = "the working set shrinks with the requests in flight: memory per request is taken as 0", 0.0, float(np.median(memory))
+    line = _with_line(plot, per_request / 2**20, base / 2**20)
+    return (Estimate("base_memory", base, "bytes", "intercept of working set on requests in workers (least squares)", int(fit.used.sum()),
+                     fit.r2, fit.rms, fit.max_abs, plot=line),
+            Estimate("memory_per_request", per_request, "bytes", "slope of working set on requests in workers (least squares)",
+                     int(fit.used.sum()), fit.r2, fit.rms, fit.max_abs, warning=warning))
+
+
+# -- start-up ------------------------------------------------------------------------------------
+
+
+def fit_startup(samples: list[float], source: str) -> Estimate:
+    values = np.asarray(samples, dtype=float)
+    plot = Plot(values, values, "created -> ready (s)", "replicas", kind="histogram")
+    if values.size == 0:
+        return Estimate("startup_s", PRIOR_STARTUP_S, "s", "prior", 0,
+                        warning=f"no replica was created and became ready in the window ({source}): the prior is used")
+    median = float(np.median(values))
+    spread = values - median
+    warning = None
+    if values.size < 3:
+        warning = f"only {values.size} start-up(s) seen: the median of so few is a rough guide"
+    return Estimate("startup_s", median, "s", f"median of created -> ready over {values.size} replicas ({source})", int(values.size),
+                    residual_rms=float(np.sqrt(np.mean(spread**2))), residual_max=float(np.max(np.abs(spread))), warning=warning, plot=plot)
