@@ -217,9 +217,9 @@ def fit_queue(history: History, cpu_per_request: float, cpu_limit: float) -> Que
     elif chosen > 1 and losses[chosen - 2] < lowest * 1.2:
         warning = f"{chosen - 1} worker(s) fit almost as well (loss {losses[chosen - 2]:.3g} against {lowest:.3g})"
     note = None
-    if chosen * cores > cpu_limit * 1.05:
-        note = (f"the CPU limit ({cpu_limit:g} cores) caps {chosen} worker(s) of {cores:.3g} cores: more workers would queue "
-                "inside the replica and cannot be told apart from the latency")
+    if chosen * cores >= cpu_limit * 0.95:
+        note = (f"the CPU limit ({cpu_limit:g} cores) is used up by {chosen} worker(s) of {cores:.3g} cores: more workers would "
+                "share it, and cannot be told apart from the latency (they would hold more memory)")
     workers_estimate = Estimate(
         "concurrency", chosen, "workers", "the fewest workers whose M/M/c mean latency fits the observed (log least squares)",
         int(rates.size), r2, rms, worst, warning=warning, note=note, plot=curve)

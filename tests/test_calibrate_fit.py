@@ -1,0 +1,109 @@
+"""The calibration fits on synthetic histories made by the simulator's own service model (table-driven)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rlscale.env.queueing import replica_servers, steady_state
+from rlscale.errors import UserInputError
+from rlscale.training.calibrate import record_trace
+from rlscale.training.calibrate_fit import busy_workers, fit_cpu, fit_memory, fit_queue, fit_startup
+from rlscale.training.calibrate_history import History, Window
+
+MI = 2.0**20
+
+
+def history(rates: np.ndarray, *, cpu_per_request: float, cores: float, workers: int, limit: float, base: float = 100 * MI,
+            per_request: float = 4 * MI, idle: float = 0.0, replicas: int = 2, noise: float = 0.02, seed: int = 0) -> History:
+    """What a service following the simulator's model shows at these rates per replica (with measurement noise)."""
+    rng = np.random.default_rng(seed)
+    n = rates.size
+    servers, mu = replica_servers(limit, workers, cpu_per_request, cores)
+    latency = np.array([steady_state(servers, mu, r).mean_response for r in rates])
+    busy = busy_workers(rates, cpu_per_request, limit, workers, cores)
+    wobble = lambda: 1.0 + noise * rng.standard_normal(n)  # noqa: E731
+    steady = np.ones(n, dtype=bool)
+    steady[0] = False
+    return History(
+        window=Window(end=30.0 * n, step=30.0, count=n), requests_rps=rates * replicas, errors_rps=np.zeros(n),
+        latency_mean_s=latency * wobble(), latency_quantile_s=np.full(n, np.nan), ready=np.full(n, float(replicas)), steady=steady,
+        cpu_per_replica=(rates * cpu_per_request + idle) * wobble(), memory_per_replica=(base + per_request * busy) * wobble() ** 0.1,
+        throttled_fraction=np.zeros(n))
+
+
+def utilisation_sweep(top: float, capacity: float, n: int = 300) -> np.ndarray:
+    return np.linspace(0.05, top, n) * capacity
+
+
+@pytest.mark.parametrize("workers, cores, limit, expect_workers, expect_cores, identified", [
+    (2, 0.25, 1.0, 2, 0.25, True),  # two workers of a quarter core each: saturates at half the limit
+    (1, 0.5, 1.0, 1, 0.5, True),  # one worker, half a core: the limit never binds
+    (4, 1.0, 2.0, 2, 1.0, True),  # the limit (2 cores) runs two requests at once: the fewest workers that fit is 2
+])
+def test_workers_and_cores_come_from_where_latency_and_throughput_saturate(workers: int, cores: float, limit: float,
+                                                                           expect_workers: int, expect_cores: float, identified: bool) -> None:
+    cpr = 0.02
+    servers, mu = replica_servers(limit, workers, cpr, cores)
+    h = history(utilisation_sweep(0.9, servers * mu), cpu_per_request=cpr, cores=cores, workers=workers, limit=limit)
+    fitted = fit_queue(h, cpr, limit)
+    assert fitted.workers.value == expect_workers
+    assert fitted.cores.value == pytest.approx(expect_cores, rel=0.05)
+    assert fitted.workers.identified is identified
+    if expect_workers < workers:
+        assert "cannot be told apart" in (fitted.workers.note or "")
+
+
+def test_a_service_that_never_neared_saturation_says_its_workers_are_a_guess() -> None:
+    cpr, limit = 0.02, 1.0
+    servers, mu = replica_servers(limit, 2, cpr, 0.5)
+    h = history(utilisation_sweep(0.3, servers * mu), cpu_per_request=cpr, cores=0.5, workers=2, limit=limit)
+    fitted = fit_queue(h, cpr, limit)
+    assert not fitted.workers.identified and "never neared saturation" in (fitted.workers.warning or "")
+
+
+@pytest.mark.parametrize("idle, flat, expect_note, expect_warning", [
+    (0.0, False, False, False),
+    (0.05, False, True, False),  # idle CPU: the slope is still the work per request, the intercept is reported
+    (0.0, True, False, True),  # a constant rate cannot separate work from idle CPU
+])
+def test_cpu_work_per_request_is_the_slope(idle: float, flat: bool, expect_note: bool, expect_warning: bool) -> None:
+    rates = np.full(200, 10.0) if flat else np.linspace(1, 20, 200)
+    h = history(rates, cpu_per_request=0.03, cores=1.0, workers=1, limit=1.0, idle=idle)
+    estimate = fit_cpu(h)
+    assert estimate.value == pytest.approx(0.03 + (idle / 10.0 if flat else 0.0), rel=0.05)
+    assert (estimate.note is not None) is expect_note and (not estimate.identified) is expect_warning
+    if not flat:
+        assert estimate.r2 > 0.9 and estimate.points >= 190
+
+
+def test_memory_per_request_is_the_slope_on_requests_in_workers() -> None:
+    cpr, limit = 0.02, 1.0
+    rates = np.linspace(1, 40, 250)
+    h = history(rates, cpu_per_request=cpr, cores=0.5, workers=2, limit=limit, base=300 * MI, per_request=16 * MI)
+    base, per_request = fit_memory(h, cpr, limit, 2, 0.5)
+    assert base.value == pytest.approx(300 * MI, rel=0.02) and per_request.value == pytest.approx(16 * MI, rel=0.05)
+    flat = history(np.full(100, 5.0), cpu_per_request=cpr, cores=0.5, workers=2, limit=limit)
+    _, unknown = fit_memory(flat, cpr, limit, 2, 0.5)
+    assert not unknown.identified and unknown.value == 0.0
+
+
+@pytest.mark.parametrize("samples, value, identified", [([20.0, 21.0, 19.0, 60.0], 20.5, True), ([12.0], 12.0, False), ([], 30.0, False)])
+def test_startup_is_the_median_and_few_samples_warn(samples: list[float], value: float, identified: bool) -> None:
+    estimate = fit_startup(samples, "test")
+    assert estimate.value == value and estimate.identified is identified
+
+
+def test_the_trace_is_cut_to_the_service_life_and_short_gaps_are_filled() -> None:
+    rates = np.linspace(1, 2, 100)
+    rates[:5] = np.nan  # before the service existed
+    rates[40:43] = np.nan  # a Prometheus outage of 90 s
+    h = history(np.nan_to_num(rates, nan=1.0), cpu_per_request=0.01, cores=1.0, workers=1, limit=1.0)
+    h.requests_rps = rates
+    trace = record_trace(h, 0.25, "svc")
+    assert trace.counts.size == 95 and trace.filled == 3 and np.all(np.isfinite(trace.counts))
+    assert trace.counts[36] == pytest.approx((rates[40 - 1] + rates[43]) / 2 * 30, rel=0.02)
+    assert trace.split == 71 and trace.start == pytest.approx(5 * 30)
+    h.requests_rps = np.where(np.arange(100) % 3 == 0, np.nan, np.linspace(1, 2, 100))  # a third missing
+    with pytest.raises(UserInputError, match="gaps"):
+        record_trace(h, 0.25, "svc")
