@@ -97,8 +97,9 @@ class PrometheusHistory:
             raise UserInputError(f"--prometheus {self.url}", f"query for {what} failed ({body.get('error', body)}): {params['query']}")
         return body["data"]
 
-    def range(self, promql: str, window: Window, what: str) -> dict[Labels, np.ndarray]:
-        """Each series of `promql` on the window's grid (NaN where it has no sample)."""
+    def range(self, promql: str, window: Window, what: str, *, ratio: bool = False) -> dict[Labels, np.ndarray]:
+        """Each series of `promql` on the window's grid (NaN where it has no sample). A NaN sample is a broken
+        exporter, except in a `ratio` (a latency per request), which is NaN where nothing was requested."""
         out: dict[Labels, np.ndarray] = {}
         for first in range(0, window.count, MAX_POINTS):
             last = min(window.count, first + MAX_POINTS) - 1
@@ -111,6 +112,8 @@ class PrometheusHistory:
                 for stamp, text in series.get("values", []):
                     index = int(round((float(stamp) - window.start) / window.step)) - 1
                     value = float(text)
+                    if ratio and math.isnan(value):
+                        continue
                     if not math.isfinite(value):
                         name = ",".join(f"{k}={v}" for k, v in labels) or "the series"
                         raise UserInputError(f"--prometheus {self.url}", f"{what} is {text} at {when(float(stamp))} ({name}): "
@@ -260,9 +263,10 @@ def read_history(prometheus: PrometheusHistory, window: Window, service: str, ap
                                                                f"{when(window.start)}..{when(window.end)} ({app.requests(step)}){seen}")
     error_query = app.errors(step)
     errors = _own(prometheus.range(error_query, window, "the error rate"), app.label, service) if error_query else None
-    mean = _own(prometheus.range(app.latency_mean(step), window, "the mean latency"), app.label, service)
+    mean = _own(prometheus.range(app.latency_mean(step), window, "the mean latency", ratio=True), app.label, service)
     quantile_query = app.latency_quantile(slo_quantile, step)
-    quantile = _own(prometheus.range(quantile_query, window, "the latency quantile"), app.label, service) if quantile_query else None
+    quantile = (_own(prometheus.range(quantile_query, window, "the latency quantile", ratio=True), app.label, service)
+                if quantile_query else None)
 
     def fill(template: str) -> str:
         return template.replace("$window", step)
