@@ -13,8 +13,12 @@ Model (see DESIGN.md, "Model semantics"):
 - At or above capacity (or while a backlog drains), a fluid backlog builds at arrivals minus
   capacity, second by second; a request waits backlog / capacity; the backlog is capped at what
   capacity can clear within the timeout, the excess is dropped.
-- CPU: a replica uses (served rate x CPU per request), at most its usable cores. It is
-  throttled while more requests run than its CPU limit can give full cores to.
+- CPU: a replica uses (served rate x CPU per request) plus its idle CPU, at most its limit. With a
+  fluid limit it is throttled while more requests run than the limit can give full cores to; with
+  CFS periods (`cfs_period_s`), a request runs at full speed (`service_mu`) and the replica is
+  throttled in the periods that want more than the quota (`queueing.cfs_throttled_share`), while
+  queueing still runs at the limit's rate.
+- Latency: the M/M/c response plus the per-request overhead outside the workers.
 - Memory: working set = base + per-request memory x requests in workers; an upward crossing
   above the limit is an OOM kill (a hazard per second in steady state; certain under overload).
 """
@@ -26,7 +30,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from rlscale.env.queueing import LatencyComponent, SteadyState, component, replica_servers, steady_state
+from rlscale.env.queueing import LatencyComponent, SteadyState, cfs_throttled_share, replica_servers, steady_state
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +48,18 @@ class ReplicaModel:
     workers: int
     memory_per_request: float
     base_memory: float
+    service_mu: float = 0.0  # the rate a request in service is answered at (mu, or full speed under CFS)
+    overhead_s: float = 0.0
+    idle_cpu: float = 0.0
+    cfs_period_s: float = 0.0
+    quota_requests: float | None = None  # CFS: the requests' work a period's quota holds (None: never throttled)
+
+    def answered(self, weight: float, state: SteadyState) -> LatencyComponent:
+        """The latency of `weight` requests answered in steady state `state`."""
+        return LatencyComponent(weight, self.overhead_s, self.service_mu, state.theta, state.wait_probability)
+
+    def cpu(self, work_cores: float) -> float:
+        return min(self.cpu_limit, work_cores + self.idle_cpu)
 
 
 def replica_model(
@@ -55,10 +71,15 @@ def replica_model(
     cores_per_request: float,
     memory_per_request: float,
     base_memory: float,
+    overhead_s: float = 0.0,
+    idle_cpu: float = 0.0,
+    cfs_period_s: float = 0.0,
 ) -> ReplicaModel:
     servers, mu = replica_servers(cpu_limit, concurrency, cpu_per_request, cores_per_request)
     usable = min(concurrency * cores_per_request, cpu_limit)
     throttle_from = None if cpu_limit >= concurrency * cores_per_request else int(cpu_limit / cores_per_request) + 1
+    cfs = cfs_period_s > 0.0
+    quota_requests = cpu_limit * cfs_period_s / cpu_per_request if cfs and throttle_from is not None else None
     if memory_per_request <= 0:
         oom_above = None if base_memory <= memory_limit else -1
     else:
@@ -66,7 +87,8 @@ def replica_model(
         oom_above = None if fit >= concurrency else max(fit, -1)
     return ReplicaModel(
         cpu_limit, memory_limit, servers, mu, servers * mu, usable, throttle_from, oom_above,
-        concurrency, memory_per_request, base_memory,
+        concurrency, memory_per_request, base_memory, cores_per_request / cpu_per_request if cfs else mu,
+        overhead_s, idle_cpu, cfs_period_s, quota_requests,
     )
 
 
@@ -135,15 +157,23 @@ def _steady(
         lam = load * model.capacity  # per replica
         state = steady_state(model.servers, model.mu, lam)
         share = total_arrivals * model.capacity * count / capacity
-        timed_out = share * state.response_survival(timeout_s)
+        timed_out = share * model.answered(1.0, state).survival(timeout_s)
         span.served += share - timed_out
         span.dropped += timed_out
-        span.components.append(component(share - timed_out, state))
-        span.cpu_per_replica.append(lam * model.usable_cores / model.capacity)
-        span.throttled_fraction.append(0.0 if model.throttle_from is None else state.prob_at_least(model.throttle_from))
+        span.components.append(model.answered(share - timed_out, state))
+        span.cpu_per_replica.append(model.cpu(lam * model.usable_cores / model.capacity))
+        span.throttled_fraction.append(_throttled(model, state, lam))
         busy = state.mean_busy_workers(model.workers)
         span.working_set.append(model.base_memory + model.memory_per_request * busy)
         span.oom_hazard.append(_oom_hazard(model, state, lam))
+
+
+def _throttled(model: ReplicaModel, state: SteadyState, lam: float) -> float:
+    if model.throttle_from is None:
+        return 0.0
+    if model.quota_requests is not None:
+        return cfs_throttled_share(state, lam * model.cfs_period_s, model.quota_requests)
+    return state.prob_at_least(model.throttle_from)
 
 
 def _oom_hazard(model: ReplicaModel, state: SteadyState, lam: float) -> float:
@@ -186,16 +216,16 @@ def _overloaded(
             busy_seconds += 1.0
             if oom_group is not None and span.overload_oom_at is None:
                 span.overload_oom_at, span.overload_oom_group = i, oom_group
-            shift = wait + 1.0 / capacity
+            shift = wait + 1.0 / capacity + main.overhead_s
             span.components.append(LatencyComponent(max(arriving - dropped, 0.0), shift, main.mu, main.mu, 0.0))
         else:
             busy_seconds += served / capacity
             lam = served / capacity * main.capacity
-            span.components.append(component(served, steady_state(main.servers, main.mu, min(lam, main.capacity * 0.999))))
+            span.components.append(main.answered(served, steady_state(main.servers, main.mu, min(lam, main.capacity * 0.999))))
     span.backlog = backlog
     utilization = busy_seconds / seconds
     for model in models:
-        span.cpu_per_replica.append(utilization * model.usable_cores)
+        span.cpu_per_replica.append(model.cpu(utilization * model.usable_cores))
         span.throttled_fraction.append(0.0 if model.throttle_from is None else utilization)
         span.working_set.append(model.base_memory + model.memory_per_request * model.workers * utilization)
         span.oom_hazard.append(0.0)

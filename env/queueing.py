@@ -15,6 +15,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
+
 
 def replica_servers(cpu_limit: float, concurrency: int, cpu_per_request: float, cores_per_request: float) -> tuple[int, float]:
     """(servers, service rate per server) of a replica.
@@ -97,6 +99,37 @@ class SteadyState:
         return busy + p_c * rho * (1.0 - rho**extra) / (1.0 - rho) ** 2
 
 
+def cfs_throttled_share(state: SteadyState, arrivals_per_period: float, quota_requests: float) -> float:
+    """The share of a replica's active CFS periods that are throttled (what cAdvisor's counters give).
+
+    A period is active when some request is there to run: the N0 in the replica at its start or
+    the A ~ Poisson(arrivals_per_period) arriving in it. It is throttled when their work (each an
+    exponential CPU time, memoryless for the ones already running) exceeds the quota, which holds
+    `quota_requests` requests' mean work: for n requests, P(Erlang(n) > q) = P(Poisson(q) < n).
+    """
+    servers, rho = state.servers, state.lam / (state.mu * state.servers)
+    tail = servers + (math.log(1e-12) / math.log(rho) if 0.0 < rho < 1.0 else 0.0)
+    spread = arrivals_per_period + 10 * math.sqrt(arrivals_per_period) + quota_requests + 10 * math.sqrt(quota_requests)
+    size = int(min(20_000, max(32.0, tail + spread + 10)))
+    n = np.arange(size)
+    in_replica = np.array([state.prob_in_system(k) for k in range(servers)] +
+                          [state.prob_in_system(servers)] * (size - servers))[:size]
+    in_replica[servers:] *= rho ** (n[servers:] - servers)
+    arriving = _poisson(arrivals_per_period, size)
+    wanting = np.convolve(in_replica, arriving)[:size]  # P(N0 + A = n)
+    enough = np.concatenate(([0.0], np.cumsum(_poisson(quota_requests, size))[:-1]))  # P(Poisson(q) <= n - 1)
+    active = 1.0 - wanting[0]
+    return float(min(1.0, max(0.0, np.dot(wanting, enough) / active))) if active > 0.0 else 0.0
+
+
+def _poisson(mean: float, size: int) -> np.ndarray:
+    """P(X = 0..size-1) for X ~ Poisson(mean)."""
+    if mean <= 0.0:
+        return np.eye(1, size).ravel()
+    log_pmf = np.arange(size) * math.log(mean) - mean - np.array([math.lgamma(k + 1.0) for k in range(size)])
+    return np.exp(log_pmf)
+
+
 def steady_state(servers: int, mu: float, lam: float) -> SteadyState:
     """The M/M/c steady state; `lam` must be below the capacity servers * mu."""
     return SteadyState(servers, mu, lam, erlang_c(servers, lam / mu) if lam > 0 else 0.0)
@@ -146,10 +179,6 @@ class LatencyComponent:
     @property
     def mean(self) -> float:
         return self.shift + self.wait_probability / self.theta + 1.0 / self.mu
-
-
-def component(weight: float, state: SteadyState, shift: float = 0.0) -> LatencyComponent:
-    return LatencyComponent(weight, shift, state.mu, state.theta, state.wait_probability)
 
 
 def mixture_survival(components: list[LatencyComponent], lost: float, t: float) -> float:

@@ -113,6 +113,7 @@ class ServiceRuntime:
     last_hpa_decision: HpaDecision | None = None
     last_hpa_sync: float | None = None
     last_utilization: int | None = None  # the HPA's last CPU utilization reading (% of requests)
+    cfs_period_s: float = 0.0  # the cluster's CFS period (0: fluid CPU limits)
     rate_sums: np.ndarray = field(default_factory=lambda: np.zeros(1))  # prefix sums of `rates`
     arrival_sums: np.ndarray = field(default_factory=lambda: np.zeros(1))  # prefix sums of `arrivals`
     _models: dict[tuple[float, float], ReplicaModel] = field(default_factory=dict)
@@ -140,6 +141,9 @@ class ServiceRuntime:
                 cores_per_request=spec.cores_per_request,
                 memory_per_request=spec.memory_per_request,
                 base_memory=spec.base_memory,
+                overhead_s=spec.overhead_s,
+                idle_cpu=spec.idle_cpu,
+                cfs_period_s=self.cfs_period_s,
             )
         return found
 

@@ -82,6 +82,7 @@ class Simulator:
                 new_pod_resources=resources,
                 hpa_spec=spec.hpa,
                 oom_clock=float(rng.exponential()),
+                cfs_period_s=scenario.timings.cfs_period_ms / 1000.0,
             )
             self.services.append(svc)
             padded = np.pad(rates, (0, -len(rates) % PEAK_BLOCK_S))

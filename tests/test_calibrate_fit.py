@@ -5,22 +5,30 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rlscale.env.queueing import replica_servers, steady_state
+from rlscale.env.dynamics import replica_model
+from rlscale.env.simulator import Simulator
 from rlscale.errors import UserInputError
 from rlscale.training.calibrate import record_trace
-from rlscale.training.calibrate_fit import busy_workers, fit_cpu, fit_memory, fit_queue, fit_startup
+from rlscale.training.calibrate_fit import busy_workers, fit_cpu, fit_memory, fit_queue, fit_startup, mean_latency
 from rlscale.training.calibrate_history import History, Window
+
+from conftest import make_scenario
 
 MI = 2.0**20
 
 
+def model(limit: float, workers: int, cpu_per_request: float, cores: float, cfs_s: float = 0.0, overhead: float = 0.0):
+    return replica_model(limit, np.inf, concurrency=workers, cpu_per_request=cpu_per_request, cores_per_request=cores,
+                         memory_per_request=0.0, base_memory=0.0, overhead_s=overhead, cfs_period_s=cfs_s)
+
+
 def history(rates: np.ndarray, *, cpu_per_request: float, cores: float, workers: int, limit: float, base: float = 100 * MI,
-            per_request: float = 4 * MI, idle: float = 0.0, replicas: int = 2, noise: float = 0.02, seed: int = 0) -> History:
+            per_request: float = 4 * MI, idle: float = 0.0, replicas: int = 2, noise: float = 0.02, seed: int = 0,
+            overhead: float = 0.0, cfs_s: float = 0.0) -> History:
     """What a service following the simulator's model shows at these rates per replica (with measurement noise)."""
     rng = np.random.default_rng(seed)
     n = rates.size
-    servers, mu = replica_servers(limit, workers, cpu_per_request, cores)
-    latency = np.array([steady_state(servers, mu, r).mean_response for r in rates])
+    latency = mean_latency(model(limit, workers, cpu_per_request, cores, cfs_s, overhead), rates)
     busy = busy_workers(rates, cpu_per_request, limit, workers, cores)
     wobble = lambda: 1.0 + noise * rng.standard_normal(n)  # noqa: E731
     steady = np.ones(n, dtype=bool)
@@ -36,45 +44,47 @@ def utilisation_sweep(top: float, capacity: float, n: int = 300) -> np.ndarray:
     return np.linspace(0.05, top, n) * capacity
 
 
-@pytest.mark.parametrize("workers, cores, limit, expect_workers, expect_cores, identified", [
-    (2, 0.25, 1.0, 2, 0.25, True),  # two workers of a quarter core each: saturates at half the limit
-    (1, 0.5, 1.0, 1, 0.5, True),  # one worker, half a core: the limit never binds
-    (4, 1.0, 2.0, 2, 1.0, True),  # the limit (2 cores) runs two requests at once: the fewest workers that fit is 2
+@pytest.mark.parametrize("workers, cores, limit, overhead, cfs, expect_workers", [
+    (2, 0.25, 1.0, 0.0, 0.0, 2),  # two workers of a quarter core each: saturates at half the limit
+    (1, 0.5, 1.0, 0.0, 0.1, 1),  # one worker, half a core: the limit never binds
+    (4, 1.0, 2.0, 0.0, 0.0, 2),  # the limit (2 cores) runs two requests at once: the fewest workers that fit is 2
+    (2, 0.25, 1.0, 0.015, 0.1, 2),  # 15 ms outside the workers on every answer
+    (3, 0.2, 1.0, 0.005, 0.1, 3),
 ])
-def test_workers_and_cores_come_from_where_latency_and_throughput_saturate(workers: int, cores: float, limit: float,
-                                                                           expect_workers: int, expect_cores: float, identified: bool) -> None:
+def test_workers_cores_and_overhead_come_from_how_latency_grows_to_saturation(workers: int, cores: float, limit: float, overhead: float,
+                                                                              cfs: float, expect_workers: int) -> None:
     cpr = 0.02
-    servers, mu = replica_servers(limit, workers, cpr, cores)
-    h = history(utilisation_sweep(0.9, servers * mu), cpu_per_request=cpr, cores=cores, workers=workers, limit=limit)
-    fitted = fit_queue(h, cpr, limit)
-    assert fitted.workers.value == expect_workers
-    assert fitted.cores.value == pytest.approx(expect_cores, rel=0.05)
-    assert fitted.workers.identified is identified
+    truth = model(limit, workers, cpr, cores, cfs, overhead)
+    h = history(utilisation_sweep(0.9, truth.capacity), cpu_per_request=cpr, cores=cores, workers=workers, limit=limit,
+                overhead=overhead, cfs_s=cfs)
+    fitted = fit_queue(h, cpr, limit, cfs)
+    assert fitted.workers.value == expect_workers and fitted.workers.identified
+    assert fitted.cores.value == pytest.approx(cores, rel=0.05)
+    assert fitted.overhead.value == pytest.approx(overhead, abs=0.002)
     if expect_workers < workers:
         assert "cannot be told apart" in (fitted.workers.note or "")
 
 
 def test_a_service_that_never_neared_saturation_says_its_workers_are_a_guess() -> None:
     cpr, limit = 0.02, 1.0
-    servers, mu = replica_servers(limit, 2, cpr, 0.5)
-    h = history(utilisation_sweep(0.3, servers * mu), cpu_per_request=cpr, cores=0.5, workers=2, limit=limit)
-    fitted = fit_queue(h, cpr, limit)
+    h = history(utilisation_sweep(0.3, model(limit, 2, cpr, 0.5).capacity), cpu_per_request=cpr, cores=0.5, workers=2, limit=limit)
+    fitted = fit_queue(h, cpr, limit, 0.1)
     assert not fitted.workers.identified and "never neared saturation" in (fitted.workers.warning or "")
 
 
 @pytest.mark.parametrize("idle, flat, expect_note, expect_warning", [
     (0.0, False, False, False),
-    (0.05, False, True, False),  # idle CPU: the slope is still the work per request, the intercept is reported
+    (0.05, False, True, False),  # idle CPU: the slope is still the work per request, the intercept is the idle CPU
     (0.0, True, False, True),  # a constant rate cannot separate work from idle CPU
 ])
 def test_cpu_work_per_request_is_the_slope(idle: float, flat: bool, expect_note: bool, expect_warning: bool) -> None:
     rates = np.full(200, 10.0) if flat else np.linspace(1, 20, 200)
     h = history(rates, cpu_per_request=0.03, cores=1.0, workers=1, limit=1.0, idle=idle)
-    estimate = fit_cpu(h)
+    estimate, idle_estimate = fit_cpu(h)
     assert estimate.value == pytest.approx(0.03 + (idle / 10.0 if flat else 0.0), rel=0.05)
-    assert (estimate.note is not None) is expect_note and (not estimate.identified) is expect_warning
+    assert (idle_estimate.note is not None) is expect_note and (not estimate.identified) is expect_warning
     if not flat:
-        assert estimate.r2 > 0.9 and estimate.points >= 190
+        assert estimate.r2 > 0.9 and estimate.points >= 190 and idle_estimate.value == pytest.approx(idle, abs=0.01)
 
 
 def test_memory_per_request_is_the_slope_on_requests_in_workers() -> None:
@@ -107,3 +117,17 @@ def test_the_trace_is_cut_to_the_service_life_and_short_gaps_are_filled() -> Non
     h.requests_rps = np.where(np.arange(100) % 3 == 0, np.nan, np.linspace(1, 2, 100))  # a third missing
     with pytest.raises(UserInputError, match="gaps"):
         record_trace(h, 0.25, "svc")
+
+
+@pytest.mark.parametrize("cfs_ms, limit, overhead", [(0, 1.0, 0.0), (100, 0.25, 0.01), (100, 0.5, 0.0), (0, 0.5, 0.02)])
+def test_the_fits_latency_model_is_the_simulators(cfs_ms: int, limit: float, overhead: float) -> None:
+    """calibrate fits the simulator's own steady mean latency: the two agree for the same parameters."""
+    rate = 0.6 * limit / 0.01
+    scenario = make_scenario({"workload": {"kind": "step", "base_rps": rate, "step_rps": rate, "at_s": 0},
+                              "request": {"cpu_seconds": 0.01, "memory": 0, "overhead_s": overhead}, "replica": {"concurrency": 2},
+                              "resources": {"requests": {"cpu": limit}, "limits": {"cpu": limit}}, "replicas": 1,
+                              "bounds": {"replicas": [1, 1]}}, cluster={"cfs_period_ms": cfs_ms})
+    sim = Simulator(scenario, np.random.default_rng(0), duration_s=600)
+    sim.advance(600)
+    expected = mean_latency(model(limit, 2, 0.01, 1.0, cfs_ms / 1000, overhead), np.array([rate]))[0]  # the mean rate the simulator queues at
+    assert sim.state("svc").latency_mean_s == pytest.approx(expected, rel=0.01)

@@ -41,6 +41,7 @@ DECISION_INTERVAL_S = 30
 MAX_GAP_SHARE = 0.1
 MAX_GAP_S = 1800.0
 DEFAULT_TIMEOUT_S = 30.0
+CFS_PERIOD_MS = 100  # the kernel's default cfs_period_us, which Kubernetes and Docker keep: CPU limits are quotas per 100 ms
 PRIOR_NODE = NodePoolFacts(0, 4.0, 16 * 2.0**30, "a prior")
 
 
@@ -135,13 +136,14 @@ def calibrate_service(facts: ServiceFacts, history: History, options: CalibrateO
                                                                 f"{when(history.window.start)}..{when(history.window.end)} (at least "
                                                                 f"{fit.MIN_POINTS} are needed): widen --since or use a shorter --step")
     cpu_request, cpu_limit, memory_request, memory_limit = facts.resources
-    cpu = fit.fit_cpu(history)
-    queue = fit.fit_queue(history, cpu.value, cpu_limit)
+    cpu, idle = fit.fit_cpu(history)
+    queue = fit.fit_queue(history, cpu.value, cpu_limit, CFS_PERIOD_MS / 1000.0)
     base, per_request = fit.fit_memory(history, cpu.value, cpu_limit, int(queue.workers.value), queue.cores.value)
     startups = list({**facts.startups_s, **history.startups_s}.values())  # kube-state-metrics' history covers deleted pods too
     source = "kube-state-metrics" if history.startups_s else ("the Engine API's tasks" if facts.platform == "swarm" else "the API's pods")
     startup = fit.fit_startup(startups, source)
-    warnings = [f"{e.name}: {e.warning}" for e in (cpu, queue.cores, queue.workers, base, per_request, startup) if e.warning]
+    estimates = {e.name: e for e in (cpu, idle, queue.cores, queue.workers, queue.overhead, base, per_request, startup)}
+    warnings = [f"{e.name}: {e.warning}" for e in estimates.values() if e.warning]
     seen_max = int(np.nanmax(history.ready)) if np.isfinite(history.ready).any() else facts.replicas
     max_replicas = facts.max_replicas
     if max_replicas is None:
@@ -167,7 +169,6 @@ def calibrate_service(facts: ServiceFacts, history: History, options: CalibrateO
         "slo_latency_s": slo_latency, "slo_quantile": slo_quantile, "hpa_target": target, "hpa_behavior": facts.hpa_behavior,
         "timeout_s": max(DEFAULT_TIMEOUT_S, 2 * slo_latency), "steady_intervals": steady,
     }
-    estimates = {e.name: e for e in (cpu, queue.cores, queue.workers, base, per_request, startup)}
     return ServiceCalibration(facts, history, trace, estimates, settings, warnings + list(facts.notes))
 
 
@@ -188,9 +189,10 @@ def scenario_mapping(calibrations: list[ServiceCalibration], pool: NodePoolFacts
             "name": _dns_label(c.facts.name),
             "workload": {"kind": "trace", "path": f"traces/{c.facts.name}.csv"},
             "request": {"cpu_seconds": float(f"{e['cpu_per_request'].value:.6g}"), "cores": float(f"{e['cores_per_request'].value:.4g}"),
-                        "memory": _mi(e["memory_per_request"].value)},
+                        "memory": _mi(e["memory_per_request"].value), "overhead_s": float(f"{e['overhead_s'].value:.4g}")},
             "replica": {"base_memory": _mi(max(e["base_memory"].value, 0.0)), "concurrency": int(e["concurrency"].value),
-                        "startup_s": float(f"{e['startup_s'].value:.4g}")},
+                        "startup_s": float(f"{e['startup_s'].value:.4g}"),
+                        "idle_cpu": float(f"{min(e['idle_cpu'].value, cpu_limit):.4g}")},
             "resources": {"requests": {"cpu": float(f"{cpu_request:.6g}"), "memory": _mi(memory_request)},
                           "limits": {"cpu": float(f"{cpu_limit:.6g}"), "memory": _mi(memory_limit)}},
             "replicas": int(s["replicas"]),
@@ -209,6 +211,7 @@ def scenario_mapping(calibrations: list[ServiceCalibration], pool: NodePoolFacts
         "decision_interval_s": DECISION_INTERVAL_S,
         "duration_s": max(DECISION_INTERVAL_S, duration - duration % DECISION_INTERVAL_S),
         "prices": {"cpu_core_hour": prices.cpu_core_hour, "memory_gib_hour": prices.memory_gib_hour},
+        "cluster": {"cfs_period_ms": CFS_PERIOD_MS},
         "node_pools": [{"name": "default", "nodes": pool.nodes, "cpu": float(f"{pool.cpu:.6g}"), "memory": _mi(pool.memory)}],
         "services": services,
     }

@@ -25,6 +25,7 @@ from typing import Callable
 
 import numpy as np
 
+from rlscale.env.dynamics import ReplicaModel, replica_model
 from rlscale.env.queueing import replica_servers, steady_state
 from rlscale.training.calibrate_history import History
 
@@ -108,7 +109,8 @@ def usable(history: History) -> np.ndarray:
 # -- CPU -----------------------------------------------------------------------------------------
 
 
-def fit_cpu(history: History) -> Estimate:
+def fit_cpu(history: History) -> tuple[Estimate, Estimate]:
+    """(CPU work per request, idle CPU per replica): the slope and intercept of CPU on the rate, per replica."""
     mask = usable(history)
     x, y = history.rate_per_replica[mask], history.cpu_per_replica[mask]
     plot = Plot(x, y, "requests/s per replica", "CPU per replica (cores)")
@@ -116,20 +118,23 @@ def fit_cpu(history: History) -> Estimate:
         raise ValueError("no interval to fit CPU on")
     ratio = float(np.sum(y) / np.sum(x))
     if x.size < MIN_POINTS or np.ptp(x) < 0.2 * float(np.mean(x)):
-        return Estimate("cpu_per_request", ratio, "core-seconds", "mean CPU over mean rate (the rate barely varied)", int(x.size),
-                        warning=f"the rate per replica hardly varied ({x.size} intervals, {np.min(x):.3g}..{np.max(x):.3g} "
-                                "requests/s): CPU work is the mean ratio, idle CPU cannot be told apart",
-                        plot=_with_line(plot, ratio, 0.0))
+        why = (f"the rate per replica hardly varied ({x.size} intervals, {np.min(x):.3g}..{np.max(x):.3g} requests/s): CPU work "
+               "is the mean ratio, idle CPU cannot be told apart")
+        return (Estimate("cpu_per_request", ratio, "core-seconds", "mean CPU over mean rate", int(x.size), warning=why,
+                         plot=_with_line(plot, ratio, 0.0)),
+                Estimate("idle_cpu", 0.0, "cores", "prior", int(x.size), warning=why))
     fit = line_fit(x, y)
-    note = None
-    if fit.intercept > 0.1 * float(np.mean(y)):
-        note = (f"{fit.intercept:.3g} cores per replica of idle CPU (the intercept, {fit.intercept / np.mean(y):.0%} of the mean use) "
-                "is not in the simulator's model")
     if fit.slope <= 0:
-        return Estimate("cpu_per_request", ratio, "core-seconds", "mean CPU over mean rate", int(fit.used.sum()), fit.r2, fit.rms,
-                        fit.max_abs, warning="CPU does not grow with the rate: the mean ratio is used", plot=_with_line(plot, ratio, 0.0))
-    return Estimate("cpu_per_request", fit.slope, "core-seconds", "slope of CPU per replica on requests/s per replica (least squares)",
-                    int(fit.used.sum()), fit.r2, fit.rms, fit.max_abs, note=note, plot=_with_line(plot, fit.slope, fit.intercept))
+        why = "CPU does not grow with the rate: the mean ratio is used"
+        return (Estimate("cpu_per_request", ratio, "core-seconds", "mean CPU over mean rate", int(fit.used.sum()), fit.r2, fit.rms,
+                         fit.max_abs, warning=why, plot=_with_line(plot, ratio, 0.0)),
+                Estimate("idle_cpu", 0.0, "cores", "prior", int(fit.used.sum()), warning=why))
+    idle = max(0.0, fit.intercept)
+    note = f"{idle / np.mean(y):.0%} of the mean CPU use is idle CPU" if idle > 0 else None
+    return (Estimate("cpu_per_request", fit.slope, "core-seconds", "slope of CPU per replica on requests/s per replica (least squares)",
+                     int(fit.used.sum()), fit.r2, fit.rms, fit.max_abs, plot=_with_line(plot, fit.slope, fit.intercept)),
+            Estimate("idle_cpu", idle, "cores", "intercept of the same fit (CPU at no load), at least 0", int(fit.used.sum()),
+                     fit.r2, fit.rms, fit.max_abs, note=note))
 
 
 def _with_line(plot: Plot, slope: float, intercept: float) -> Plot:
@@ -137,60 +142,74 @@ def _with_line(plot: Plot, slope: float, intercept: float) -> Plot:
     return Plot(plot.x, plot.y, plot.x_label, plot.y_label, xs, slope * xs + intercept)
 
 
-# -- latency: cores per request and workers ------------------------------------------------------
+# -- latency: cores per request, workers and overhead --------------------------------------------
 
 
-def _mean_response_curves() -> np.ndarray:
-    """[servers - 1, u] -> mean response time x mu of an M/M/c queue at utilisation u."""
+def _wait_curves() -> np.ndarray:
+    """[servers - 1, u] -> the mean wait x mu of an M/M/c queue at utilisation u (Erlang C / (c mu - lam))."""
     curves = np.empty((MAX_WORKERS, UTILISATION_GRID.size))
     for s in range(1, MAX_WORKERS + 1):
         for j, u in enumerate(UTILISATION_GRID):
-            curves[s - 1, j] = steady_state(s, 1.0, u * s).mean_response
+            state = steady_state(s, 1.0, u * s)
+            curves[s - 1, j] = state.wait_probability / state.theta
     return curves
 
 
 _CURVES: np.ndarray | None = None
 
 
-def _predicted_latency(servers: int, mu: float, rates: np.ndarray) -> np.ndarray:
+def mean_latency(model: ReplicaModel, rates: np.ndarray) -> np.ndarray:
+    """The simulator's steady mean latency of a replica at these rates: overhead + service + M/M/c wait."""
     global _CURVES
     if _CURVES is None:
-        _CURVES = _mean_response_curves()
-    u = np.clip(rates / (servers * mu), 0.0, UTILISATION_GRID[-1])
-    return np.interp(u, UTILISATION_GRID, _CURVES[servers - 1]) / mu
+        _CURVES = _wait_curves()
+    u = np.clip(rates / model.capacity, 0.0, UTILISATION_GRID[-1])
+    return model.overhead_s + 1.0 / model.service_mu + np.interp(u, UTILISATION_GRID, _CURVES[model.servers - 1]) / model.mu
+
+
+def _model(cpu_limit: float, workers: int, cpu_per_request: float, cores: float, cfs_period_s: float, overhead_s: float = 0.0) -> ReplicaModel:
+    return replica_model(cpu_limit, math.inf, concurrency=workers, cpu_per_request=cpu_per_request, cores_per_request=cores,
+                         memory_per_request=0.0, base_memory=0.0, overhead_s=overhead_s, cfs_period_s=cfs_period_s)
 
 
 @dataclass(frozen=True)
 class QueueFit:
     workers: Estimate
     cores: Estimate
+    overhead: Estimate
     loss_by_workers: np.ndarray  # best loss for each worker count (index 0: one worker)
 
 
-def fit_queue(history: History, cpu_per_request: float, cpu_limit: float) -> QueueFit:
-    """Workers and cores per request that make the simulator's M/M/c mean latency fit the observed one."""
+def _overhead(observed: np.ndarray, predicted: np.ndarray) -> float:
+    """The constant added to every answer that best fits (relative least squares), between 0 and the fastest answer."""
+    weights = 1.0 / observed**2
+    return float(np.clip(np.sum((observed - predicted) * weights) / np.sum(weights), 0.0, np.min(observed)))
+
+
+def fit_queue(history: History, cpu_per_request: float, cpu_limit: float, cfs_period_s: float) -> QueueFit:
+    """Workers, cores per request and overhead that make the simulator's mean latency fit the observed one."""
     mask = usable(history) & np.isfinite(history.latency_mean_s) & (history.latency_mean_s > 0)
     rates, observed = history.rate_per_replica[mask], history.latency_mean_s[mask]
     utilisation = rates * cpu_per_request / cpu_limit
     plot = Plot(utilisation, observed, "CPU utilisation of the limit (requests/s x CPU work / limit)", "mean latency (s)")
     if rates.size < MIN_POINTS:
-        workers = max(1, math.ceil(cpu_limit / PRIOR_CORES - 1e-9))
-        why = f"only {rates.size} steady intervals with latency"
-        return QueueFit(Estimate("concurrency", workers, "workers", "prior", int(rates.size), warning=f"{why}: the prior is used", plot=plot),
-                        Estimate("cores_per_request", PRIOR_CORES, "cores", "prior", int(rates.size), warning=f"{why}: the prior is used"),
-                        np.zeros(0))
+        why = f"only {rates.size} steady intervals with latency: the prior is used"
+        return QueueFit(Estimate("concurrency", max(1, math.ceil(cpu_limit / PRIOR_CORES - 1e-9)), "workers", "prior", int(rates.size),
+                                 warning=why, plot=plot),
+                        Estimate("cores_per_request", PRIOR_CORES, "cores", "prior", int(rates.size), warning=why),
+                        Estimate("overhead_s", 0.0, "s", "prior", int(rates.size), warning=why), np.zeros(0))
     peak = float(np.max(rates))
 
     def loss(workers: int, cores: float) -> float:
-        servers, mu = replica_servers(cpu_limit, workers, cpu_per_request, cores)
-        if servers * mu < peak * 1.02:
+        model = _model(cpu_limit, workers, cpu_per_request, cores, cfs_period_s)
+        if model.capacity < peak * 1.02:
             return math.inf  # it could not have served what was served
-        return float(np.mean((np.log(_predicted_latency(servers, mu, rates)) - np.log(observed)) ** 2))
+        predicted = mean_latency(model, rates)
+        return float(np.mean(((observed - _overhead(observed, predicted) - predicted) / observed) ** 2))
 
     best: dict[int, tuple[float, float]] = {}
     for workers in range(1, MAX_WORKERS + 1):
-        grid = [(loss(workers, float(k)), float(k)) for k in CORE_GRID]
-        found = min(grid)
+        found = min((loss(workers, float(k)), float(k)) for k in CORE_GRID)
         if math.isfinite(found[0]):
             best[workers] = _refined(lambda k: loss(workers, k), found[1])
     if not best:
@@ -199,20 +218,26 @@ def fit_queue(history: History, cpu_per_request: float, cpu_limit: float) -> Que
     lowest = float(np.min(losses))
     chosen = int(np.flatnonzero(losses <= lowest * 1.01 + 1e-12)[0]) + 1  # the fewest workers that fit as well
     cores = best[chosen][1]
-    servers, mu = replica_servers(cpu_limit, chosen, cpu_per_request, cores)
-    predicted = _predicted_latency(servers, mu, rates)
+    cores_warning = None
+    if chosen * cores >= cpu_limit * 0.95 and cores >= cpu_limit * 0.95:
+        cores_warning = (f"a lone request already gets the whole limit ({cpu_limit:g} cores), so its speed and the overhead outside "
+                         f"the workers trade off: {max(cores, PRIOR_CORES):.3g} cores is used")
+        cores = max(cores, PRIOR_CORES)
+    model = _model(cpu_limit, chosen, cpu_per_request, cores, cfs_period_s)
+    overhead = _overhead(observed, mean_latency(model, rates))
+    model = _model(cpu_limit, chosen, cpu_per_request, cores, cfs_period_s, overhead)
+    predicted = mean_latency(model, rates)
     residual = observed - predicted
     spread = float(np.sum((observed - observed.mean()) ** 2))
     r2 = 1.0 - float(np.sum(residual**2)) / spread if spread > 0 else 0.0
     rms, worst = float(np.sqrt(np.mean(residual**2))), float(np.max(np.abs(residual)))
-    full = servers * mu * cpu_per_request / cpu_limit  # the utilisation of the limit at the replica's capacity
+    full = model.capacity * cpu_per_request / cpu_limit  # the utilisation of the limit at the replica's capacity
     curve_u = np.linspace(0.0, min(0.97 * full, max(float(np.max(utilisation)) * 1.5, 0.5 * full)), 60)
-    curve = Plot(plot.x, plot.y, plot.x_label, plot.y_label, curve_u, _predicted_latency(servers, mu, curve_u * cpu_limit / cpu_per_request))
-    capacity = servers * mu
-    saturation = peak / capacity
+    curve = Plot(plot.x, plot.y, plot.x_label, plot.y_label, curve_u, mean_latency(model, curve_u * cpu_limit / cpu_per_request))
+    saturation = peak / model.capacity
     warning = None
     if saturation < 0.5:
-        warning = (f"the busiest interval used {saturation:.0%} of a replica's capacity ({peak:.3g} of {capacity:.3g} requests/s): "
+        warning = (f"the busiest interval used {saturation:.0%} of a replica's capacity ({peak:.3g} of {model.capacity:.3g} requests/s): "
                    "throughput never neared saturation, so the workers are a guess from mild queueing")
     elif chosen > 1 and losses[chosen - 2] < lowest * 1.2:
         warning = f"{chosen - 1} worker(s) fit almost as well (loss {losses[chosen - 2]:.3g} against {lowest:.3g})"
@@ -220,17 +245,15 @@ def fit_queue(history: History, cpu_per_request: float, cpu_limit: float) -> Que
     if chosen * cores >= cpu_limit * 0.95:
         note = (f"the CPU limit ({cpu_limit:g} cores) is used up by {chosen} worker(s) of {cores:.3g} cores: more workers would "
                 "share it, and cannot be told apart from the latency (they would hold more memory)")
-    workers_estimate = Estimate(
-        "concurrency", chosen, "workers", "the fewest workers whose M/M/c mean latency fits the observed (log least squares)",
-        int(rates.size), r2, rms, worst, warning=warning, note=note, plot=curve)
-    cores_warning = None
-    if cores >= cpu_limit * 0.95 and chosen * cores >= cpu_limit:
-        cores_warning = (f"a lone request already gets the whole limit ({cpu_limit:g} cores): how many cores it could use above "
-                         f"that cannot be seen; {max(cores, PRIOR_CORES):.3g} is used")
-        cores = max(cores, PRIOR_CORES)
-    cores_estimate = Estimate("cores_per_request", cores, "cores", f"CPU work over the fitted lone-request service time ({1000 / mu:.3g} ms)",
-                              int(rates.size), warning=cores_warning)
-    return QueueFit(workers_estimate, cores_estimate, losses)
+    model_text = f"{'CFS quota' if cfs_period_s else 'fluid'} limit"
+    return QueueFit(
+        Estimate("concurrency", chosen, "workers", f"the fewest workers whose simulated mean latency ({model_text}) fits the observed "
+                 "(relative least squares)", int(rates.size), r2, rms, worst, warning=warning, note=note, plot=curve),
+        Estimate("cores_per_request", cores, "cores", f"CPU work over the fitted service time of a request ({1000 / model.service_mu:.3g} ms)",
+                 int(rates.size), warning=cores_warning),
+        Estimate("overhead_s", overhead, "s", "the constant part of the mean latency, outside the workers (network, parsing)",
+                 int(rates.size), r2, rms, worst),
+        losses)
 
 
 def _refined(loss: Callable[[float], float], around: float) -> tuple[float, float]:

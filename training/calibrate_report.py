@@ -16,6 +16,8 @@ if TYPE_CHECKING:
 
 TITLES = {
     "cpu_per_request": "CPU work per request",
+    "idle_cpu": "Idle CPU per replica",
+    "overhead_s": "Latency outside the workers (overhead)",
     "cores_per_request": "Cores one request can use",
     "concurrency": "Workers per replica (concurrency)",
     "base_memory": "Base memory per replica",
@@ -30,7 +32,7 @@ def _value(e: Estimate) -> str:
     if e.unit == "core-seconds":
         return f"{e.value * 1000:.4g} ms of CPU"
     if e.unit == "s":
-        return f"{e.value:.3g} s"
+        return f"{e.value * 1000:.3g} ms" if e.value < 1 else f"{e.value:.3g} s"
     return f"{e.value:.4g} {e.unit}"
 
 
@@ -39,7 +41,7 @@ def _residual(e: Estimate, value: float | None) -> str:
         return "-"
     if e.name in ("base_memory", "memory_per_request"):
         return f"{value / 2**20:.3g} MiB"
-    if e.name == "cpu_per_request":
+    if e.name in ("cpu_per_request", "idle_cpu"):
         return f"{value:.3g} cores"
     return f"{value:.3g} s"
 
