@@ -44,7 +44,7 @@ from rlscale.controller.config import ControllerConfig, PrometheusSettings
 from rlscale.controller.main import live_policy
 from rlscale.controller.swarm_main import build_swarm, engine_client
 from rlscale.env.hpa_behavior import Behavior, ScalingRules
-from rlscale.env.scenario import ClusterTimings, NodePool, Scenario, load_scenario
+from rlscale.env.scenario import NodePool, Scenario, load_scenario
 from rlscale.env.simulator import Simulator
 from rlscale.env.state import Bounds
 from rlscale.env.workloads import Step, TraceReplay, load_trace
@@ -199,7 +199,7 @@ def variant(scenario: Scenario, replicas: int, limit: float, workload: Any, *, i
                                   bounds=Bounds(low, high, limit, limit, spec.memory_limit, spec.memory_limit), slo_quantile=0.95)
     timings = scenario.timings
     if interval_s is not None:  # the controller's timings on Swarm: its HPA reads each interval's CPU at once
-        timings = ClusterTimings(hpa_sync_period_s=interval_s, metrics_resolution_s=interval_s, metric_lag_s=0)
+        timings = dataclasses.replace(timings, hpa_sync_period_s=interval_s, metrics_resolution_s=interval_s, metric_lag_s=0)
     pool = NodePool("rig", 1, float(os.cpu_count() or 2), scenario.node_pools[0].memory)
     return dataclasses.replace(scenario, services=(service,), node_pools=(pool,), timings=timings,
                                decision_interval_s=interval_s or scenario.decision_interval_s)
@@ -207,9 +207,13 @@ def variant(scenario: Scenario, replicas: int, limit: float, workload: Any, *, i
 
 def simulated_steady(scenario: Scenario, replicas: int, limit: float, rate: float, seconds: int = 900) -> dict[str, float]:
     sim = Simulator(variant(scenario, replicas, limit, Step(rate, rate, 0.0)), np.random.default_rng(0), duration_s=seconds + 60)
+    return _steady_figures(sim, scenario.services[0].name, seconds)
+
+
+def _steady_figures(sim: Simulator, name: str, seconds: int) -> dict[str, float]:
     sim.advance(60)
     sim.advance(seconds)
-    state = sim.state(scenario.services[0].name)
+    state = sim.state(name)
     return {"mean": state.latency_mean_s, "p95": state.latency_quantile_s, "throttled": state.cpu_throttled_fraction,
             "cpu": state.cpu_usage * state.replicas_ready}
 
@@ -226,13 +230,16 @@ def _miss(real: float, sim: float, key: str) -> str:
 def part_steady(args: argparse.Namespace) -> None:
     folder = Path(args.dir)
     scenario = calibrated(folder)
+    fluid_scenario = dataclasses.replace(scenario, timings=dataclasses.replace(scenario.timings, cfs_period_ms=0))  # the old CPU model
     spec = scenario.services[0]
     configs = [(int(r), float(lim)) for r, lim in (part.split("x") for part in args.configs.split(","))] if args.configs else CONFIGS
     rows = []
-    print(f"calibrated: {spec.cpu_per_request * 1000:.2f} ms of CPU, {spec.cores_per_request:.2f} cores per request, "
-          f"{spec.concurrency} worker(s); {machine()}", flush=True)
+    print(f"calibrated: {spec.cpu_per_request * 1000:.2f} ms of CPU and {spec.overhead_s * 1000:.1f} ms outside the workers per "
+          f"request, {spec.cores_per_request:.2f} cores per request, {spec.concurrency} worker(s), {spec.idle_cpu:.3f} idle cores; "
+          f"{machine()}", flush=True)
     print(f"{'config':>7} {'util':>4} {'offered':>7} | {'mean ms real/sim':>17} {'miss':>5} | {'p95 ms real/sim':>16} {'miss':>5} | "
-          f"{'server mean/p95':>15} | {'throttled real/sim':>18} {'miss':>5} | {'CPU real/sim':>12} {'miss':>5}", flush=True)
+          f"{'server mean/p95':>15} | {'throttled real/sim':>18} {'miss':>5} | {'CPU real/sim':>12} {'miss':>5} | "
+          f"{'fluid-limit sim mean/p95/thr':>22}", flush=True)
     with rig() as parts:
         for replicas, limit in configs:
             service = deploy.RigService(SERVICE, free_port(), parts.sd_dir, replicas=replicas, cpu_limit=limit, timeout_s=15)
@@ -247,13 +254,15 @@ def part_steady(args: argparse.Namespace) -> None:
                     at = time.time()
                     real = {**client_figures(report, 2.0, float(args.seconds)), **container_figures(parts.prometheus, args.seconds - 2, at)}
                     sim = simulated_steady(scenario, replicas, limit, rate)
+                    fluid = simulated_steady(fluid_scenario, replicas, limit, rate)
                     rows.append({"replicas": replicas, "limit": limit, "utilisation": utilisation, "rate": rate, "real": real, "sim": sim,
-                                 "load_average": os.getloadavg()[0]})
+                                 "fluid": fluid, "load_average": os.getloadavg()[0]})
                     print(f"{replicas:>3}x{limit:<4g}{utilisation:>4.2f} {rate:>7.1f} | {real['mean'] * 1000:>8.1f}/{sim['mean'] * 1000:<8.1f}"
                           f"{_miss(real['mean'], sim['mean'], 'mean'):>6} | {real['p95'] * 1000:>7.1f}/{sim['p95'] * 1000:<8.1f}"
                           f"{_miss(real['p95'], sim['p95'], 'p95'):>6} | {real['server_mean'] * 1000:>6.1f}/{real['server_p95'] * 1000:<8.1f} | "
                           f"{real['throttled']:>8.2f}/{sim['throttled']:<9.2f}{_miss(real['throttled'], sim['throttled'], 'throttled'):>6} | "
-                          f"{real['cpu']:>5.2f}/{sim['cpu']:<6.2f}{_miss(real['cpu'], sim['cpu'], 'cpu'):>6}", flush=True)
+                          f"{real['cpu']:>5.2f}/{sim['cpu']:<6.2f}{_miss(real['cpu'], sim['cpu'], 'cpu'):>6} | {fluid['mean'] * 1000:>6.1f}/"
+                          f"{fluid['p95'] * 1000:<7.1f}{fluid['throttled']:>5.2f}", flush=True)
             finally:
                 deploy.remove_service(parts.api, SERVICE)
     _save(folder / "steady.json", rows, args.append)

@@ -30,6 +30,7 @@ from rlscale.env.queueing import replica_servers, steady_state
 from rlscale.training.calibrate_history import History
 
 MIN_POINTS = 20  # steady intervals with traffic below which nothing is fitted
+FEASIBLE = 0.95  # a replica model must serve this share of the busiest interval's rate (rates over short steps are noisy)
 MAX_WORKERS = 32
 CORE_GRID = np.geomspace(0.02, 4.0, 60)
 UTILISATION_GRID = np.linspace(0.0, 0.99, 200)
@@ -202,7 +203,7 @@ def fit_queue(history: History, cpu_per_request: float, cpu_limit: float, cfs_pe
 
     def loss(workers: int, cores: float) -> float:
         model = _model(cpu_limit, workers, cpu_per_request, cores, cfs_period_s)
-        if model.capacity < peak * 1.02:
+        if model.capacity < peak * FEASIBLE:
             return math.inf  # it could not have served what was served
         predicted = mean_latency(model, rates)
         return float(np.mean(((observed - _overhead(observed, predicted) - predicted) / observed) ** 2))
@@ -212,8 +213,9 @@ def fit_queue(history: History, cpu_per_request: float, cpu_limit: float, cfs_pe
         found = min((loss(workers, float(k)), float(k)) for k in CORE_GRID)
         if math.isfinite(found[0]):
             best[workers] = _refined(lambda k: loss(workers, k), found[1])
-    if not best:
-        raise ValueError("no worker count can serve the observed peak")
+    if not best:  # the fitted CPU work says the busiest interval served more than the limit allows: noise at a short step
+        peak = min(peak, 0.99 * cpu_limit / cpu_per_request)
+        best = {w: _refined(lambda k: loss(w, k), cpu_limit / w) for w in range(1, MAX_WORKERS + 1)}
     losses = np.array([best[w][0] if w in best else np.inf for w in range(1, MAX_WORKERS + 1)])
     lowest = float(np.min(losses))
     chosen = int(np.flatnonzero(losses <= lowest * 1.01 + 1e-12)[0]) + 1  # the fewest workers that fit as well
