@@ -16,6 +16,13 @@ class HpaSetting:
 
     target_utilization: int  # percent of the CPU request
     scale_down_window_s: int | None = None  # None: the controller's default (300 s)
+    scale_up: str | None = None  # a preset of `hpa_behavior.SCALE_UP_PRESETS` (None: as configured)
+    tolerance: float | None = None  # None: as configured (the controller's 10%)
+
+    def handover(self) -> dict[str, int | float | str | None]:
+        """The Decision fields that hand the service to an HPA with these settings."""
+        return {"hpa_target_utilization": self.target_utilization, "hpa_scale_down_window_s": self.scale_down_window_s,
+                "hpa_scale_up": self.scale_up, "hpa_tolerance": self.tolerance}
 
 
 class HpaPolicy(Policy):
@@ -29,9 +36,7 @@ class HpaPolicy(Policy):
         setting = self.settings.get(state.name)
         if setting is None:
             return keep_resources(state, None)
-        return keep_resources(
-            state, None, hpa_target_utilization=setting.target_utilization, hpa_scale_down_window_s=setting.scale_down_window_s
-        )
+        return keep_resources(state, None, **setting.handover())
 
 
 class HpaVpaPolicy(HpaPolicy):
@@ -80,6 +85,8 @@ class HpaVpaPolicy(HpaPolicy):
             memory_limit=memory * spec.memory_limit / spec.memory_request,
             hpa_target_utilization=hpa.hpa_target_utilization,
             hpa_scale_down_window_s=hpa.hpa_scale_down_window_s,
+            hpa_scale_up=hpa.hpa_scale_up,
+            hpa_tolerance=hpa.hpa_tolerance,
         )
 
 

@@ -24,6 +24,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from rlscale.agent.policy import EpisodeContext, Policy
+from rlscale.agent.safety import REASONS, SafetyNet
 from rlscale.env import codec
 from rlscale.env.state import Decision, ServiceState
 from rlscale.errors import UserInputError
@@ -48,12 +49,13 @@ def resolve_policy_path(where: str) -> Path | None:
     return Path(where) if Path(where).exists() else shipped_model(where)
 
 
-def action_table() -> dict[str, list[float]]:
-    """The codec's moves, recorded with a policy so a changed codec is caught on load."""
+def action_table() -> dict[str, list]:
+    """The codec's actions, recorded with a policy so a changed codec is caught on load."""
     return {
-        "replica_factors": list(codec.REPLICA_FACTORS),
-        "cpu_factors": list(codec.CPU_FACTORS),
-        "memory_factors": list(codec.MEMORY_FACTORS),
+        "utilizations": list(codec.UTILIZATIONS),
+        "cpu_levels": codec.CPU_LEVELS,
+        "anticipations": list(codec.ANTICIPATIONS),
+        "request_shares": list(codec.REQUEST_SHARES),
     }
 
 
@@ -75,14 +77,21 @@ class PolicyNetwork:
     obs_clip: float
     action_nvec: tuple[int, ...]
 
-    def act(self, observations: np.ndarray) -> np.ndarray:
-        """Deterministic actions for a batch of raw observations, shape (n, len(action_nvec))."""
+    def logits(self, observations: np.ndarray) -> np.ndarray:
+        """The action head's logits for a batch of raw observations, shape (n, sum(action_nvec))."""
         x = np.clip((observations - self.obs_mean) / np.sqrt(self.obs_var + self.obs_epsilon), -self.obs_clip, self.obs_clip)
         x = x.astype(np.float32)
         activate = ACTIVATIONS[self.activation]
         for weight, bias in self.layers:
             x = activate(x @ weight.T + bias)
-        logits = x @ self.action_weight.T + self.action_bias
+        return x @ self.action_weight.T + self.action_bias
+
+    def act(self, observations: np.ndarray) -> np.ndarray:
+        """Deterministic actions for a batch of raw observations, shape (n, len(action_nvec))."""
+        return self.actions(self.logits(observations))
+
+    def actions(self, logits: np.ndarray) -> np.ndarray:
+        """The argmax of each action part's logits."""
         bounds = np.cumsum((0, *self.action_nvec))
         return np.stack([logits[:, a:b].argmax(axis=1) for a, b in zip(bounds[:-1], bounds[1:])], axis=1)
 
@@ -169,12 +178,17 @@ def _array(folder: Path, name: str) -> np.ndarray:
 
 
 class LearnedPolicy(Policy):
-    """A trained policy deciding through the codec: encode, network, decode."""
+    """A trained policy deciding through the codec (encode, network, decode) inside its safety net.
+
+    A decision the safety net refuses (`rlscale.agent.safety`) hands the service to its HPA with
+    its original resources; `fallbacks` counts them per service and reason.
+    """
 
     def __init__(self, exported: ExportedPolicy, name: str = "learned") -> None:
         self.exported = exported
         self.name = name
-        self._previous: dict[str, ServiceState] = {}
+        self._histories: dict[str, codec.History] = {}
+        self.safety = SafetyNet.from_statistics(exported.network.obs_mean, exported.network.obs_var)
 
     @classmethod
     def load(cls, path: str | Path, name: str = "learned") -> "LearnedPolicy":
@@ -182,14 +196,50 @@ class LearnedPolicy(Policy):
 
     def reset(self, context: EpisodeContext) -> None:
         super().reset(context)
-        self._previous = {}
+        self._histories = {}
+        self.safety = SafetyNet.from_statistics(self.exported.network.obs_mean, self.exported.network.obs_var)
+
+    def fallbacks(self, service: str) -> dict[str, int]:
+        """How many decisions for `service` the safety net handed back to the HPA, by reason."""
+        return {reason: self.safety.fired[(service, reason)] for reason in REASONS}
 
     def decide(self, state: ServiceState) -> Decision:
         return self.decide_all({state.name: state})[state.name]
 
     def decide_all(self, states: Mapping[str, ServiceState]) -> dict[str, Decision]:
         names = list(states)
-        observations = np.stack([codec.encode(states[n], self._previous.get(n)) for n in names])
-        actions = self.exported.network.act(observations)
-        self._previous.update(states)
-        return {n: codec.decode(a, states[n]) for n, a in zip(names, actions)}
+        for name in names:
+            self._histories.setdefault(name, codec.History()).record(states[name])
+        observations = np.stack([codec.encode(self._histories[n]) for n in names])
+        network = self.exported.network
+        with np.errstate(all="ignore"):
+            logits = network.logits(observations)
+        actions = network.actions(logits)
+        decisions = {}
+        for i, name in enumerate(names):
+            history = self._histories[name]
+            finite = bool(np.all(np.isfinite(observations[i])) and np.all(np.isfinite(logits[i])))
+            proposal = codec.decode(actions[i], history, workers_cores=self._workers_cores(name)) if finite else None
+            if self.safety.check(states[name], observations[i], logits[i], float(observations[i][0]), proposal) is not None:
+                decisions[name] = self._fallback(states[name])
+            else:
+                decisions[name] = proposal  # type: ignore[assignment]
+            codec.applied(history, decisions[name])
+        return decisions
+
+    def _fallback(self, state: ServiceState) -> Decision:
+        """The service's HPA in charge, with the resources it had before (the scenario's where known)."""
+        try:
+            spec = self.context.spec(state.name)
+            resources = (spec.cpu_request, spec.cpu_limit, spec.memory_request, spec.memory_limit)
+        except (AttributeError, KeyError):
+            resources = (state.cpu_request, state.cpu_limit, state.memory_request, state.memory_limit)
+        return Decision(None, *resources)
+
+    def _workers_cores(self, name: str) -> float | None:
+        """The most CPU the service's workers can use, where the context knows the service."""
+        try:
+            spec = self.context.spec(name)
+        except (AttributeError, KeyError):
+            return None
+        return spec.workers_cores

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Callable, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -44,13 +44,13 @@ class Policy(ABC):
         return {name: self.decide(state) for name, state in states.items()}
 
 
-def keep_resources(state: ServiceState, replicas: int | None, **hpa: int | None) -> Decision:
-    """A decision that leaves the service's resources as they are."""
+def keep_resources(state: ServiceState, replicas: int | None, **handover: Any) -> Decision:
+    """A decision that leaves the service's resources as they are (`handover`: the HPA or KPA settings)."""
     return Decision(
         replicas=replicas,
         cpu_request=state.cpu_request,
         cpu_limit=state.cpu_limit,
         memory_request=state.memory_request,
         memory_limit=state.memory_limit,
-        **hpa,
+        **handover,
     )

@@ -1,65 +1,40 @@
-"""The shipped (or a given) learned policy against the strongest tuned heuristic on every eval trace.
+"""A policy against the strongest tuned heuristic, the HPA frontier, the oracle and the bound, load by load.
 
-For each trace in `../shared/traces/eval/` (5 seeds), the baselines are tuned on
-`../shared/traces/train/` only, then every policy runs. The strongest tuned heuristic of a trace
-is the cheapest of hpa-tuned, hpa+vpa and the proportional shares whose SLO-violating intervals
-stay within the service's budget there (if none does, the one that violates least). Target: the
-learned policy at <= 0.85x its cost with an SLO-violation rate no higher. Also: cost relative
-to the clairvoyant oracle.
+On each scenario (default both shipped ones: `image-classification`, and `inference-mix` with
+every service managed by the one policy) and each load family (the eval traces of
+`../shared/traces/eval/`, baselines tuned on `../shared/traces/train/` only; the generated
+shapes, tuned on them under seeds of their own), every policy runs `--seeds` seeds. Prints,
+per load, where the policy stands (`rlscale.training.quality`), whether the targets hold, and how
+often the safety net fired. The model card (`python -m rlscale.training.model_card`) is this run
+written down.
 
-    .venv/bin/python bench/policy_quality.py [--policy learned:DIR] [--seeds 5] [--jobs 2]
+    .venv/bin/python bench/policy_quality.py [--policy learned:default] [--scenarios image-classification,inference-mix]
+                                             [--loads eval,generated] [--seeds 5] [--jobs 2]
 """
 
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-import numpy as np
-
-from rlscale.env.scenario import load_scenario
-from rlscale.training.compare import run_comparison, tuning_cases
-from rlscale.training.loads import trace_cases
-from rlscale.training.policies import parse_policy_names
-
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "traces"
-HEURISTICS = ("hpa-tuned", "hpa+vpa", "proportional-demand", "proportional-load", "proportional-priority")
+from rlscale.training import quality
+from rlscale.training.model_card import evaluate, fallback_share
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--policy", default="learned:default")
-    parser.add_argument("--scenario", default="image-classification")
+    parser.add_argument("--scenarios", default="image-classification,inference-mix")
+    parser.add_argument("--loads", default="eval,generated")
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args()
-    scenario = load_scenario(args.scenario)
-    eval_dir = SHARED / "eval"
-    specs = parse_policy_names(",".join([args.policy, *HEURISTICS, "oracle"]))
-    learned = specs[0].name
-    cases = trace_cases([str(eval_dir)], scenario)
-    comparison = run_comparison(scenario, specs, cases, args.seeds, args.jobs, tuning_cases(scenario, [str(eval_dir)], None))
-    budget = min(s.slo_budget for s in scenario.services)
-
-    def figures(policy: str, trace: str) -> tuple[float, float]:
-        rows = [r for r in comparison.records if r["policy"] == policy and r["trace"] == trace]
-        return float(np.mean([r["cost"] for r in rows])), float(np.mean([r["slo_violation_rate"] for r in rows]))
-
-    print(f"{learned} on {len(cases)} eval traces, {args.seeds} seeds; baselines tuned on {comparison.tuning_source}")
-    print(f"{'trace':42s} {'strongest heuristic':22s} {'cost ratio':>10s} {'viol learned':>12s} {'viol heur.':>10s} {'vs oracle':>9s}  target")
-    met = 0
-    for case in cases:
-        cost, violation = figures(learned, case.name)
-        candidates = {h: figures(h, case.name) for h in HEURISTICS}
-        within = {h: f for h, f in candidates.items() if f[1] <= budget}
-        strongest = min(within, key=lambda h: within[h][0]) if within else min(candidates, key=lambda h: candidates[h][1])
-        h_cost, h_violation = candidates[strongest]
-        oracle_cost, _ = figures("oracle", case.name)
-        ok = cost <= 0.85 * h_cost and violation <= h_violation
-        met += ok
-        print(f"{case.name:42s} {strongest:22s} {cost / h_cost:10.3f} {violation:12.1%} {h_violation:10.1%} "
-              f"{cost / oracle_cost:9.2f}  {'met' if ok else 'missed'}")
-    print(f"target met on {met} of {len(cases)} traces")
+    for e in evaluate(args.policy, tuple(args.scenarios.split(",")), tuple(args.loads.split(",")), args.seeds, args.jobs):
+        print(f"\n## {args.policy} on {e.scenario}, {e.family} loads, {args.seeds} seeds "
+              f"(baselines tuned on {e.comparison.tuning_source}; {e.seconds:.0f} s)\n")
+        print(quality.markdown(quality.standings(e.comparison, args.policy)))
+        fired = fallback_share(e.comparison, args.policy)
+        print("safety net: " + ", ".join(f"{reason} {share:.2%}" for reason, share in fired.items()) + "\n")
+        print(quality.every_policy_markdown(e.comparison), flush=True)
 
 
 if __name__ == "__main__":

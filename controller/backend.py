@@ -1,297 +1,211 @@
 """`KubernetesBackend`: the live cluster behind the `ClusterBackend` seam.
 
-Services are the HPAs matching the configured label selector. All of them are observed at
-once, from the Kubernetes API (HPAs, Deployments and pods, listed per namespace) and from
-Prometheus (load, latency, CPU, throttling, memory, OOM kills, in grouped queries), into the
-same `ServiceState` the simulator produces; decisions are applied through the `Actuator`. `LiveClusterEnv` wraps it in the
-same gymnasium environment as the simulator.
+Services are the HPAs matching the configured label selector in the managed namespaces,
+keyed `namespace/name`. Each loop reads them from the caches (no API reads when nothing
+changed; only targets that are not Deployments are read through `/scale`) and from
+Prometheus (a handful of grouped queries for all services) into the same `ServiceState`
+the simulator produces, or into the `ServiceProblem` that keeps one service unknown.
+Decisions are applied through the `Actuator`, only where something changes, with the
+ownership rules of `ownership.py`. `LiveClusterEnv` wraps it in the simulator's environment.
 """
 
 from __future__ import annotations
 
 import json
-import time
-from collections import Counter
-from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
-from rlscale.controller.config import ANNOTATION_PREFIX, ORIGINAL_BOUNDS, ControllerConfig
-from rlscale.controller.kube import Actuator, Clock, Target, with_retries
-from rlscale.controller.metrics_source import MetricsProblem, Prometheus, ServiceMetrics, ServiceQuery, read_services
-from rlscale.env.scenario import Prices, RewardWeights
-from rlscale.env.state import Bounds, Decision, ServiceState
-from rlscale.quantity import parse_quantity
-
-
-@dataclass(frozen=True)
-class LiveSpec:
-    """What the reward needs of a live service."""
-
-    name: str
-    cpu_request: float
-    memory_request: float
-    slo_quantile: float
-    slo_latency_s: float
+from rlscale.controller.actuator import Actuator
+from rlscale.controller.annotations import InvalidAnnotation, original_setting
+from rlscale.controller.api_errors import ApiFailure, CLIENT_ERRORS, failure, with_retries
+from rlscale.controller.caches import Caches
+from rlscale.controller.clock import Clock
+from rlscale.controller.config import ORIGINAL_BOUNDS, ControllerConfig
+from rlscale.controller.guard import resources_of, same_resources
+from rlscale.controller.discovery import Managed, Scale, describe_setting, pods_by_deployment, resolve, service_key, split_selected
+from rlscale.controller.live import LiveBackend, LiveSpec, local_time_of_day
+from rlscale.controller.metrics_source import AppQuery, ServiceMetrics, ServiceQuery, read_services
+from rlscale.controller.ownership import Setting, own, pin_patch, remembered_write, restore_patch
+from rlscale.controller.problems import ServiceProblem
+from rlscale.controller.prometheus import Prometheus
+from rlscale.controller.rest import Rest
+from rlscale.controller.views import HpaView
+from rlscale.env.state import Decision, ServiceState
 
 
-@dataclass(frozen=True)
-class LiveScenario:
-    """The live cluster's prices and reward weights (the simulator's `Scenario` has more)."""
+class KubernetesBackend(LiveBackend):
+    fallback = "the HPA is in charge"
 
-    name: str
-    prices: Prices
-    reward: RewardWeights
-
-
-@dataclass
-class LiveStats:
-    """One interval of a live service, as much of `IntervalStats` as the reward reads."""
-
-    seconds: int
-    arrivals: float
-    dropped: float
-    cost: float
-    oom_kills: int
-    slow_fraction: float
-
-    def fraction_slower_than(self, latency_s: float) -> float:
-        return self.slow_fraction  # measured at the service's SLO target, the only threshold asked for
-
-
-@dataclass(frozen=True)
-class Managed:
-    target: Target
-    spec: LiveSpec
-    bounds: Bounds
-    original_bounds: tuple[int, int]
-
-
-class KubernetesBackend:
-    def __init__(self, config: ControllerConfig, autoscaling: Any, apps: Any, core: Any, prometheus: Prometheus,
-                 actuator: Actuator, clock: Clock) -> None:
-        self.config = config
-        self.autoscaling, self.apps, self.core = autoscaling, apps, core
-        self.prometheus, self.actuator, self.clock = prometheus, actuator, clock
-        self.decision_interval_s = int(config.interval_s)
-        self.scenario = LiveScenario("live", config.prices, RewardWeights())
+    def __init__(self, config: ControllerConfig, rest: Rest, caches: Caches, prometheus: Prometheus, actuator: Actuator,
+                 clock: Clock) -> None:
+        super().__init__(config, clock, "live")
+        self.rest, self.caches, self.prometheus, self.actuator = rest, caches, prometheus, actuator
         self.services: dict[str, Managed] = {}
-        self._stats: dict[str, LiveStats] = {}
-        self._hpas: dict[str, Any] = {}  # as listed by the last discovery
-        self._deployments: dict[str, Any] = {}  # as listed by the last observation
-
-    @property
-    def managed(self) -> tuple[str, ...]:
-        return tuple(self.services)
-
-    def _call(self, action: Any) -> Any:
-        return with_retries(action, self.clock, on_error=self.actuator.on_error)
+        self.problem_hpas: dict[str, HpaView] = {}  # the HPAs of the services with problems
+        self.orphans: dict[str, HpaView] = {}
+        self.scale_reads = 0
 
     # -- discovery -------------------------------------------------------------------------------
 
     def discover(self) -> list[str]:
-        """The HPAs to manage now (by label selector), with their targets, SLOs and bounds (two API calls)."""
-        timeout = self.config.api_timeout_s
-        hpas = self._call(lambda: self.autoscaling.list_namespaced_horizontal_pod_autoscaler(
-            self.config.namespace, label_selector=self.config.selector, _request_timeout=timeout)).items
-        deployments = {d.metadata.name: d for d in self._call(lambda: self.apps.list_namespaced_deployment(
-            self.config.namespace, _request_timeout=timeout)).items}
-        self._hpas = {hpa.metadata.name: hpa for hpa in hpas}
-        self.services = {hpa.metadata.name: self._managed(hpa, deployments[hpa.spec.scale_target_ref.name])
-                         for hpa in hpas if hpa.spec.scale_target_ref.name in deployments}
-        return list(self.services)
+        """The services to manage now, from the caches (listed first if they are not yet); problems aside."""
+        if not self.caches.synced:
+            try:
+                self.caches.sync()
+            except CLIENT_ERRORS as error:
+                raise failure(error) from None
+        now = self.clock.now()
+        managed, orphans = split_selected(self.caches.hpas.items(), self.config.selector, lambda hpa: hpa.meta.labels,
+                                          lambda hpa: ORIGINAL_BOUNDS in hpa.meta.annotations)
+        self.orphans = {service_key(hpa): hpa for hpa in orphans}
+        by_deployment = pods_by_deployment(self.caches.pods.items())
+        pods = self.caches.pods.items
+        services, problems, problem_hpas = {}, {}, {}
+        for hpa in managed:
+            key = service_key(hpa)
+            try:
+                found = resolve(hpa, self.config, self.caches.deployments.get, by_deployment,
+                                lambda ns: [p for p in pods() if p.meta.namespace == ns], self._read_scale, self.memory.get(key), now)
+            except ServiceProblem as problem:
+                problems[key], problem_hpas[key] = problem, hpa
+                continue
+            services[key] = found
+            self.memory[key] = found.ownership.memory
+        self.services, self.problems, self.problem_hpas = services, problems, problem_hpas
+        return list(services)
 
-    def _managed(self, hpa: Any, deployment: Any) -> Managed:
-        name, namespace = hpa.metadata.name, hpa.metadata.namespace or self.config.namespace
-        annotations = hpa.metadata.annotations or {}
-        overrides = self.config.services.get(name)
-        containers = deployment.spec.template.spec.containers
-        container_name = annotations.get(ANNOTATION_PREFIX + "container") or containers[0].name
-        container = next((c for c in containers if c.name == container_name), containers[0])
-        cpu_request, cpu_limit, memory_request, memory_limit = container_resources(container)
-        saved = annotations.get(ORIGINAL_BOUNDS)
-        original = json.loads(saved) if saved else {"minReplicas": hpa.spec.min_replicas or 1, "maxReplicas": hpa.spec.max_replicas}
-        original_bounds = (int(original["minReplicas"]), int(original["maxReplicas"]))
+    def _read_scale(self, hpa: HpaView) -> Scale:
+        """A target's /scale (kinds other than Deployment): the one read per service per loop they cost."""
+        group, _, version = hpa.target_api_version.rpartition("/")
+        name, namespace, kind = hpa.target_name, hpa.meta.namespace, hpa.target_kind
+        root = f"/apis/{group}/{version}" if group else f"/api/{version}"
+        path = f"{root}/namespaces/{namespace}/{kind.lower()}s/{name}/scale"  # the plural as the API names its kinds
+        self.scale_reads += 1
+        try:
+            response = with_retries(lambda: self.rest.call("GET", path, timeout=self.config.api_timeout_s), self.clock,
+                                    on_error=self.actuator.on_error)
+            scale = json.loads(response.data)
+        except ApiFailure as found:
+            if found.status == 404:
+                raise ServiceProblem("TargetMissing", f"{service_key(hpa)}: {kind} {name!r} has no /scale here ({found.detail})") from None
+            raise ServiceProblem("ApiErrors", f"{service_key(hpa)}: reading the /scale of {kind} {name!r}: {found}") from None
+        except ValueError:
+            raise ServiceProblem("TargetInvalid", f"{service_key(hpa)}: the /scale of {kind} {name!r} is not JSON") from None
+        return Scale(int((scale.get("spec") or {}).get("replicas") or 0), str((scale.get("status") or {}).get("selector") or ""))
 
-        def setting(field: str, key: str, parse: Any, default: Any) -> Any:
-            value = getattr(overrides, field, None) if overrides else None
-            if value is not None:
-                return value
-            text = annotations.get(ANNOTATION_PREFIX + key)
-            return parse(text) if text is not None else default
-
-        def pair(text: str) -> tuple[float, ...]:
-            return tuple(parse_quantity(v) for v in text.split(","))
-
-        cpu_range = setting("cpu_limit_range", "cpu-limit-range", pair, (cpu_limit, cpu_limit))
-        memory_range = setting("memory_limit_range", "memory-limit-range", pair, (memory_limit, memory_limit))
-        bounds = Bounds(
-            min_replicas=setting("min_replicas", "min-replicas", int, original_bounds[0]),
-            max_replicas=setting("max_replicas", "max-replicas", int, original_bounds[1]),
-            min_cpu_limit=min(cpu_range), max_cpu_limit=max(cpu_range),
-            min_memory_limit=min(memory_range), max_memory_limit=max(memory_range),
-        )
-        spec = LiveSpec(
-            name=name, cpu_request=cpu_request, memory_request=memory_request,
-            slo_quantile=setting("slo_quantile", "slo-quantile", float, self.config.default_slo_quantile),
-            slo_latency_s=setting("slo_latency_s", "slo-latency-seconds", float, self.config.default_slo_latency_s),
-        )
-        return Managed(Target(namespace, name, deployment.metadata.name, container.name), spec, bounds, original_bounds)
-
-    def specs(self) -> dict[str, LiveSpec]:
-        return {name: managed.spec for name, managed in self.services.items()}
+    def spec(self, key: str) -> LiveSpec:
+        m = self.services[key]
+        return LiveSpec(key, m.resources[0], m.resources[2], m.settings.slo_quantile, m.settings.slo_latency_s,
+                        m.settings.workers_cores)
 
     # -- observing -------------------------------------------------------------------------------
 
-    def reset(self, rng: Any = None) -> dict[str, ServiceState]:
-        """Live clusters have no episodes: (re)discover the services and observe them."""
-        self.discover()
-        return self.observe()
+    def sync(self) -> None:
+        self.caches.sync()
 
-    def observe(self) -> dict[str, ServiceState]:
-        states, problems = self.observe_all()
-        if problems:
-            raise next(iter(problems.values()))
-        return states
+    def start(self) -> None:
+        self.caches.start()
 
-    def observe_all(self) -> tuple[dict[str, ServiceState], dict[str, MetricsProblem]]:
-        """Every managed service's state now (two API calls, a handful of queries), and the ones that cannot be known."""
-        timeout, namespace = self.config.api_timeout_s, self.config.namespace
-        deployments = {d.metadata.name: d for d in self._call(lambda: self.apps.list_namespaced_deployment(
-            namespace, _request_timeout=timeout)).items}
-        pods = self._call(lambda: self.core.list_namespaced_pod(namespace, _request_timeout=timeout)).items
-        self._deployments = deployments
-        owned: dict[str, list[Any]] = {}
-        for name, managed in self.services.items():
-            deployment = deployments.get(managed.target.deployment)
-            selector = (deployment.spec.selector.match_labels or {}) if deployment else {"": ""}
-            owned[name] = [p for p in pods if selector.items() <= (p.metadata.labels or {}).items()]
-        queries = [ServiceQuery(name, frozenset(p.metadata.name for p in owned[name]), managed.target.container,
-                                managed.spec.slo_quantile, managed.spec.slo_latency_s) for name, managed in self.services.items()]
-        metrics = read_services(self.prometheus, self.config.prometheus, namespace, queries)
+    def stop(self) -> None:
+        self.caches.stop()
+
+    def observe_all(self) -> tuple[dict[str, ServiceState], dict[str, ServiceProblem]]:
+        """Every managed service's state now (from the caches and a handful of queries), and the ones that cannot be known."""
+        queries = [ServiceQuery(AppQuery(key, (m.hpa.meta.namespace, m.hpa.meta.name), m.settings.slo_quantile, m.settings.slo_latency_s),
+                                m.hpa.meta.namespace, frozenset(p.meta.name for p in m.pods), frozenset(p.meta.name for p in m.ready_pods),
+                                m.container) for key, m in self.services.items()]
+        metrics = read_services(self.prometheus, self.config.prometheus, self.config.namespaces, queries)
         states: dict[str, ServiceState] = {}
-        problems: dict[str, MetricsProblem] = {}
-        for name, found in metrics.items():
-            deployment = deployments.get(self.services[name].target.deployment)
-            if isinstance(found, MetricsProblem):
-                problems[name] = found
-            elif deployment is None:
-                problems[name] = MetricsProblem("TargetMissing", f"the Deployment of {name} is gone")
+        problems = dict(self.problems)
+        for key, found in metrics.items():
+            if isinstance(found, ServiceProblem):
+                problems[key] = found
             else:
-                states[name] = self._state(name, deployment, owned[name], found)
+                states[key] = self._state(self.services[key], found)
         return states, problems
 
-    def _state(self, name: str, deployment: Any, pods: list[Any], metrics: ServiceMetrics) -> ServiceState:
-        managed = self.services[name]
-        target, spec = managed.target, managed.spec
-        resources = _running_resources(pods, target.container) or container_resources(
-            next(c for c in deployment.spec.template.spec.containers if c.name == target.container))
-        ready = deployment.status.ready_replicas or 0
-        desired = deployment.spec.replicas or 0
-        self._record(name, metrics, desired, resources)
+    def _state(self, managed: Managed, metrics: ServiceMetrics) -> ServiceState:
+        resources = managed.resources
+        ready = len(managed.ready_pods)
+        desired = managed.replicas
+        app = metrics.app
+        self._record(managed.key, app, desired, resources, int(round(metrics.oom_kills)))
         now = self.clock.now()
-        load = metrics.load_rps
-        answered = max(load - metrics.error_rps, 0.0)
-        slow = (metrics.slow_fraction * answered + metrics.error_rps) / load if load > 0 else 0.0
         return ServiceState(
-            name=name, time_s=now, time_of_day_s=now % 86_400, load_rps=load,
-            replicas_desired=desired, replicas_ready=ready, replicas_pending=max(0, (deployment.status.replicas or 0) - ready),
+            name=managed.key, time_s=now, time_of_day_s=local_time_of_day(now), load_rps=app.load_rps,
+            replicas_desired=desired, replicas_ready=ready, replicas_pending=max(0, len(managed.pods) - ready),
             cpu_request=resources[0], cpu_limit=resources[1], memory_request=resources[2], memory_limit=resources[3],
             cpu_usage=metrics.cpu_cores / ready if ready else 0.0,
             cpu_throttled_fraction=metrics.throttled_fraction, memory_working_set=metrics.memory_working_set,
-            latency_quantile_s=metrics.latency_quantile_s, latency_mean_s=metrics.latency_mean_s,
-            slo_latency_s=spec.slo_latency_s, slo_quantile=spec.slo_quantile, slo_violation_fraction=min(1.0, slow),
-            drop_fraction=metrics.error_rps / load if load > 0 else 0.0, oom_kills=int(round(metrics.oom_kills)),
-            cluster_cpu_headroom=metrics.cpu_headroom, cluster_memory_headroom=0.0, bounds=managed.bounds,
+            latency_quantile_s=app.latency_quantile_s, latency_mean_s=app.latency_mean_s,
+            slo_latency_s=managed.settings.slo_latency_s, slo_quantile=managed.settings.slo_quantile,
+            slo_violation_fraction=app.slo_violation_fraction, drop_fraction=app.drop_fraction,
+            oom_kills=int(round(metrics.oom_kills)), cluster_cpu_headroom=metrics.cpu_headroom, cluster_memory_headroom=0.0,
+            bounds=managed.bounds, in_place_resize=self.actuator.resize_supported is not False,
         )
 
-    def _record(self, name: str, metrics: ServiceMetrics, replicas: int, resources: tuple[float, float, float, float]) -> None:
-        seconds = self.decision_interval_s
-        self._stats[name] = LiveStats(
-            seconds=seconds, arrivals=metrics.load_rps * seconds, dropped=metrics.error_rps * seconds,
-            cost=self.config.prices.per_second(resources[0] * replicas, resources[2] * replicas) * seconds,
-            oom_kills=int(round(metrics.oom_kills)), slow_fraction=metrics.slow_fraction,
-        )
-
-    def stats(self, name: str) -> LiveStats:
-        return self._stats[name]
+    def rollout_in_progress(self, key: str) -> bool:
+        """Whether the target is still rolling out a template change (as cached)."""
+        deployment = self.services[key].deployment
+        return deployment is not None and (deployment.observed_generation < deployment.generation
+                                           or deployment.updated_replicas < deployment.replicas)
 
     # -- acting ----------------------------------------------------------------------------------
 
-    def apply(self, decisions: Mapping[str, Decision]) -> dict[str, Decision]:
-        applied = {}
-        for name, decision in decisions.items():
-            managed = self.services[name]
-            decision = decision.clipped(managed.bounds)
-            self.apply_one(name, decision)
-            applied[name] = decision
-        return applied
+    def apply_one(self, key: str, decision: Decision, current: ServiceState | None = None) -> list[str]:
+        """Actuate one (already guarded) decision through the HPA, writing only what changes; what changed.
 
-    def apply_one(self, name: str, decision: Decision, current: ServiceState | None = None) -> list[str]:
-        """Actuate one (already guarded) decision; what changed, for events and logs."""
-        managed = self.services[name]
-        target = managed.target
-        changes = []
+        Replicas are pinned (`headroom` above them), or with `hpa_floor` the HPA's minimum below the
+        service's upper bound; without replicas the HPA has its original bounds. The CPU target is the
+        decision's, else the original one."""
+        managed = self.services[key]
+        original = managed.ownership.original
+        target = original[2] if decision.hpa_target_utilization is None or managed.hpa.cpu_fixed else decision.hpa_target_utilization
         if decision.replicas is None:
-            if self.actuator.restore_bounds(target):
-                changes.append("HPA bounds restored")
-            if decision.hpa_target_utilization is not None and self.actuator.set_hpa_target(target, decision.hpa_target_utilization):
-                changes.append(f"HPA target {decision.hpa_target_utilization}%")
+            wanted: Setting = (original[0], original[1], target)
+        elif decision.hpa_floor:
+            wanted = (decision.replicas, max(decision.replicas, managed.bounds.max_replicas), target)
         else:
-            ceiling = max(decision.replicas, min(decision.replicas + self.config.headroom, managed.bounds.max_replicas))
-            if self.actuator.set_bounds(target, decision.replicas, ceiling, known=self._hpas.get(name)):
-                changes.append(f"HPA bounds [{decision.replicas}, {ceiling}]")
-        resources = (decision.cpu_request, decision.cpu_limit, decision.memory_request, decision.memory_limit)
-        if current is not None and resources != (current.cpu_request, current.cpu_limit, current.memory_request, current.memory_limit):
-            how = self.actuator.set_resources(target, resources)
+            wanted = (decision.replicas, max(decision.replicas, min(decision.replicas + self.config.headroom, managed.bounds.max_replicas)),
+                      target)
+        changes = []
+        if wanted == original:
+            if self.restore(key):
+                changes.append("HPA restored")
+        elif self._pin(managed, wanted):
+            changes.append(describe_setting(wanted))
+        if current is not None and not same_resources(decision, current):
+            how = self.actuator.set_resources(managed.container, list(managed.pods), managed.deployment, resources_of(decision))
             changes.append(f"resources cpu {decision.cpu_request:.3g}/{decision.cpu_limit:.3g} cores, memory "
                            f"{decision.memory_request / 2**20:.0f}/{decision.memory_limit / 2**20:.0f} MiB ({how})")
         return changes
 
-    def restore(self, name: str) -> bool:
-        return self.actuator.restore_bounds(self.services[name].target)
+    def _pin(self, managed: Managed, wanted: Setting) -> bool:
+        hpa = managed.hpa
+        body = pin_patch(managed.current, managed.saved, managed.ownership.original, wanted, hpa.meta.resource_version,
+                         json.loads(hpa.metrics))
+        return body is not None and self._write(managed.key, hpa, body, wanted, pinned=True)
 
-    def rollout_in_progress(self, name: str) -> bool:
-        """Whether the Deployment is still rolling out a template change (as last observed)."""
-        deployment = self._deployments.get(self.services[name].target.deployment)
-        if deployment is None:
+    def _restorable(self, key: str) -> HpaView | None:
+        managed = self.services.get(key)
+        return managed.hpa if managed else self.problem_hpas.get(key)
+
+    def _everything(self) -> list[tuple[str, str, bool, HpaView]]:
+        return [(service_key(hpa), hpa.meta.uid, ORIGINAL_BOUNDS in hpa.meta.annotations, hpa) for hpa in self.caches.hpas.items()]
+
+    def _read_again(self, hpa: HpaView) -> HpaView:
+        return self.actuator.read_hpa(hpa)
+
+    def _restore(self, hpa: HpaView) -> bool:
+        key = service_key(hpa)
+        try:
+            saved = original_setting(hpa.meta.annotations, hpa.cpu_target)
+        except InvalidAnnotation:
             return False
-        status, spec = deployment.status, deployment.spec
-        return (status.observed_generation or 0) < (deployment.metadata.generation or 0) or (
-            (status.updated_replicas or 0) < (spec.replicas or 0))
+        ownership = own(hpa.meta.uid, hpa.setting, saved, self.memory.get(key), self.clock.now(), self.config.human_edit_cooldown_s)
+        self.memory[key] = ownership.memory
+        body = restore_patch(hpa.setting, saved is not None, ownership.original, hpa.meta.resource_version, json.loads(hpa.metrics))
+        return body is not None and self._write(key, hpa, body, ownership.original, pinned=False)
 
-    def advance(self) -> None:
-        self.clock.sleep(self.config.interval_s)
-
-    def done(self) -> bool:
-        return False
-
-
-def container_resources(container: Any) -> tuple[float, float, float, float]:
-    requests = (container.resources.requests if container.resources else None) or {}
-    limits = (container.resources.limits if container.resources else None) or {}
-    cpu_request = parse_quantity(requests.get("cpu", limits.get("cpu", "100m")))
-    memory_request = parse_quantity(requests.get("memory", limits.get("memory", "128Mi")))
-    return (cpu_request, parse_quantity(limits.get("cpu", cpu_request)), memory_request,
-            parse_quantity(limits.get("memory", memory_request)))
-
-
-def _running_resources(pods: list[Any], container: str) -> tuple[float, float, float, float] | None:
-    """The resources most ready pods run with now (in-place resizes make them differ from the template)."""
-    seen = Counter()
-    for pod in pods:
-        ready = any(c.type == "Ready" and c.status == "True" for c in (pod.status.conditions or []))
-        for c in pod.spec.containers:
-            if c.name == container and ready:
-                seen[container_resources(c)] += 1
-    return seen.most_common(1)[0][0] if seen else None
-
-
-class RealClock:
-    """Wall-clock time for the controller in a cluster."""
-
-    def now(self) -> float:
-        return time.time()
-
-    def sleep(self, seconds: float) -> None:
-        time.sleep(seconds)
-
+    def _write(self, key: str, hpa: HpaView, body: dict[str, Any], setting: Setting, *, pinned: bool) -> bool:
+        remembered_write(self.memory, key, setting, pinned, lambda: self.actuator.patch_hpa(hpa, body))
+        return True

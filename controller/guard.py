@@ -8,6 +8,7 @@ controller then fails static.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from enum import StrEnum
@@ -44,6 +45,15 @@ class History:
 class Guarded:
     decision: Decision
     clamps: tuple[Clamp, ...]
+
+
+def resources_of(item: Decision | ServiceState) -> tuple[float, float, float, float]:
+    return item.cpu_request, item.cpu_limit, item.memory_request, item.memory_limit
+
+
+def same_resources(a: Decision | ServiceState, b: Decision | ServiceState) -> bool:
+    """Equal up to float noise (keeping a request-to-limit ratio leaves 1e-17s behind): no write for those."""
+    return all(math.isclose(x, y, rel_tol=1e-6) for x, y in zip(resources_of(a), resources_of(b)))
 
 
 def check(decision: object) -> Decision:
@@ -87,9 +97,10 @@ def guard(decision: Decision, state: ServiceState, history: History, settings: G
         if replicas > bounds.max_replicas:
             replicas = bounds.max_replicas
             clamps.append(Clamp.BOUNDS_MAX)
-    resources = (decision.cpu_request, decision.cpu_limit, decision.memory_request, decision.memory_limit)
-    current_resources = (state.cpu_request, state.cpu_limit, state.memory_request, state.memory_limit)
-    if resources != current_resources:
+    resources, current_resources = resources_of(decision), resources_of(state)
+    if same_resources(decision, state):
+        resources = current_resources
+    else:
         recent = history.last_resource_change_at is not None and now - history.last_resource_change_at < settings.resource_change_interval_s
         if rollout_in_progress:
             resources = current_resources
@@ -97,7 +108,9 @@ def guard(decision: Decision, state: ServiceState, history: History, settings: G
         elif recent:
             resources = current_resources
             clamps.append(Clamp.RESOURCE_RATE_LIMIT)
-    guarded = Decision(replicas, *resources, decision.hpa_target_utilization, decision.hpa_scale_down_window_s)
+    cpu_request, cpu_limit, memory_request, memory_limit = resources
+    guarded = dataclasses.replace(decision, replicas=replicas, cpu_request=cpu_request, cpu_limit=cpu_limit,
+                                  memory_request=memory_request, memory_limit=memory_limit)  # the HPA fields (a floor) kept
     clipped = guarded.clipped(state.bounds)
     if clipped.cpu_limit != guarded.cpu_limit:
         clamps.append(Clamp.CPU_LIMIT_BOUNDS)
@@ -109,8 +122,7 @@ def guard(decision: Decision, state: ServiceState, history: History, settings: G
 def remember(history: History, state: ServiceState, applied: Decision, now: float) -> History:
     """The history after `applied` was actuated."""
     scaled_up = applied.replicas is not None and applied.replicas > state.replicas_desired
-    changed = (applied.cpu_request, applied.cpu_limit, applied.memory_request, applied.memory_limit) != (
-        state.cpu_request, state.cpu_limit, state.memory_request, state.memory_limit)
+    changed = not same_resources(applied, state)
     return History(
         last_scale_up_at=now if scaled_up else history.last_scale_up_at,
         last_resource_change_at=now if changed else history.last_resource_change_at,

@@ -1,10 +1,13 @@
 """PromQL templates per inference server: how to read the services' load and latency.
 
-Every query reads all managed services at once and groups by a label, so one control loop
+Every query reads all managed services at once and groups by labels, so one control loop
 costs a handful of queries however many services there are. `{app}` is the selector of the
-services' own metrics (namespace-wide), `{by}` the grouping (`by (service)`: `app_label`
-names the label whose value is the service's HPA name), `{pods}` the selector of the
-containers' cAdvisor and kube-state-metrics series, `{window}` the rate window. A profile
+services' own metrics (the managed namespaces), `{by}` the grouping (`by (namespace,
+service)`: `app_label` names the label whose value is the service's HPA name; on Swarm
+`by (service)`, the Swarm service's name), `{pods}` the
+selector of the containers' cAdvisor and kube-state-metrics series (grouped by namespace,
+pod and container, and matched to each Deployment's own pods by the controller), `{window}`
+the rate window. A profile
 names the request counter, the error counter, and a latency histogram or (for servers that
 export only a mean) a pair of latency counters.
 """
@@ -61,12 +64,12 @@ PROFILES: dict[str, Profile] = {
 }
 
 # What every cluster has, per container: cAdvisor and kube-state-metrics.
-CPU_USAGE = "sum by (pod, container) (rate(container_cpu_usage_seconds_total{{{pods}}}[{window}]))"
-CFS_PERIODS = "sum by (pod, container) (rate(container_cpu_cfs_periods_total{{{pods}}}[{window}]))"
-CFS_THROTTLED = "sum by (pod, container) (rate(container_cpu_cfs_throttled_periods_total{{{pods}}}[{window}]))"
-MEMORY = "max by (pod, container) (container_memory_working_set_bytes{{{pods}}})"
-OOM_KILLS = ("sum by (pod, container) (increase(kube_pod_container_status_restarts_total{{{pods}}}[{window}]) "
-             'and on (pod, container) kube_pod_container_status_last_terminated_reason{{{pods},reason="OOMKilled"}})')
-SAMPLE_AGE = "time() - max by (pod, container) (timestamp(container_cpu_usage_seconds_total{{{pods}}}))"
+CPU_USAGE = "sum by (namespace, pod, container) (rate(container_cpu_usage_seconds_total{{{pods}}}[{window}]))"
+CFS_PERIODS = "sum by (namespace, pod, container) (rate(container_cpu_cfs_periods_total{{{pods}}}[{window}]))"
+CFS_THROTTLED = "sum by (namespace, pod, container) (rate(container_cpu_cfs_throttled_periods_total{{{pods}}}[{window}]))"
+MEMORY = "max by (namespace, pod, container) (container_memory_working_set_bytes{{{pods}}})"
+OOM_KILLS = ("sum by (namespace, pod, container) (increase(kube_pod_container_status_restarts_total{{{pods}}}[{window}]) "
+             'and on (namespace, pod, container) kube_pod_container_status_last_terminated_reason{{{pods},reason="OOMKilled"}})')
+SAMPLE_AGE = "time() - max by (namespace, pod, container) (timestamp(container_cpu_usage_seconds_total{{{pods}}}))"
 NODE_CPU_FREE = ('sum(kube_node_status_allocatable{resource="cpu"}) - '
                  'sum(kube_pod_container_resource_requests{resource="cpu",node!=""})')

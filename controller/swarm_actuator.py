@@ -1,70 +1,30 @@
-"""The Swarm side of actuation: Engine API errors and retries, and `ServiceUpdate` with the version index.
+"""The Swarm side of actuation: what rlscale changes of a service (its `Shape`), and `ServiceUpdate` with the version index.
 
 What rlscale manages of a Swarm service is its `Shape`: the replica count and the task
-template's CPU/memory limits and reservations. Every write sends the whole spec as just read,
-with only the shape changed, conditioned on the service's version index; a concurrent writer
-makes the engine answer "update out of sequence", after which the service is read again and the
-write recomputed from what the other party left. Before rlscale's first change the service's own
-shape is saved in the `rlscale.io/original-spec` label, and what rlscale wrote in
-`rlscale.io/applied`: a shape field that differs from `applied` was changed by someone else, and
-their change wins (it becomes the original, and is not written over). `restore` puts the
-original shape back and removes both labels.
-
-Errors are classified as on Kubernetes: a sequence conflict is a conflict, connection errors and
-5xx answers are transient (retried with a finite backoff), 4xx answers are permanent.
+template's CPU/memory limits and reservations. Every write sends the whole spec as listed,
+with only the shape (and rlscale's label) changed, conditioned on the version index it was
+decided on. A concurrent writer makes the engine answer "update out of sequence" (a conflict,
+classified in `api_errors`): the service is read again, and when only fields rlscale does not
+own changed (someone's label, their image) the write is made again on the new version with
+their changes kept; when the shape or rlscale's label changed, the conflict is raised and the
+next loop decides again by the ownership rules (`ownership.py`). Before rlscale's first change
+the service's own shape is saved in the `rlscale.io/original-spec` label; restoring puts it
+back and removes the label.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Callable, TypeVar
 
-import requests
-
+from rlscale.controller.api_errors import ApiFailure, with_retries
+from rlscale.controller.clock import Clock
 from rlscale.controller.config import ANNOTATION_PREFIX
-from rlscale.controller.kube import ApiFailure, Clock
 
 T = TypeVar("T")
 ORIGINAL_SPEC = ANNOTATION_PREFIX + "original-spec"
-APPLIED = ANNOTATION_PREFIX + "applied"
-SEQUENCE_CONFLICT = "update out of sequence"
 NANO = 1e9
-
-
-def classify_docker(error: Exception) -> tuple[str, int | None]:
-    """(conflict | transient | permanent, HTTP status) of an Engine API failure."""
-    import docker.errors
-
-    if isinstance(error, docker.errors.APIError):
-        status = error.status_code
-        if SEQUENCE_CONFLICT in str(error.explanation or ""):
-            return "conflict", status
-        if status is None or status >= 500 or status == 429:
-            return "transient", status
-        return "permanent", status
-    if isinstance(error, (requests.exceptions.RequestException, OSError)):
-        return "transient", None
-    raise error
-
-
-def docker_retries(action: Callable[[], T], clock: Clock, *, attempts: int = 4, backoff_s: float = 0.2,
-                   on_error: Callable[[str], None] = lambda kind: None) -> T:
-    """`action()` (which re-reads what it writes), again after conflicts and transient errors, at most `attempts` times."""
-    import docker.errors
-
-    for attempt in range(attempts):
-        try:
-            return action()
-        except (docker.errors.APIError, requests.exceptions.RequestException, OSError) as error:
-            kind, status = classify_docker(error)
-            on_error(kind)
-            if kind == "permanent" or attempt == attempts - 1:
-                detail = getattr(error, "explanation", None) or type(error).__name__
-                raise ApiFailure(kind, f"{status or ''} {detail}".strip(), status) from None
-            clock.sleep(backoff_s * 2**attempt)
-    raise AssertionError("unreachable")
 
 
 @dataclass(frozen=True)
@@ -86,7 +46,15 @@ class Shape:
 
     @classmethod
     def parse(cls, text: str) -> "Shape":
-        return cls(**{key: int(value) for key, value in json.loads(text).items()})
+        """The shape saved in a label; `ValueError` when it is not one."""
+        try:
+            fields = json.loads(text)
+            shape = cls(**{key: int(value) for key, value in fields.items()})
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise ValueError(f"expected a JSON object with {', '.join(cls.__dataclass_fields__)} ({exc})") from None
+        if shape.replicas < 0 or min(asdict(shape).values()) < 0:
+            raise ValueError("every field must be a whole number >= 0")
+        return shape
 
     def dump(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -118,83 +86,71 @@ class Shape:
             resources[section] = part
         return out
 
-    def merged(self, current: "Shape", applied: "Shape") -> "Shape":
-        """This (original) shape with every field someone else changed since rlscale wrote `applied`
-        taken from `current`: their edits win."""
-        mine, theirs, wrote = asdict(self), asdict(current), asdict(applied)
-        return Shape(**{key: theirs[key] if theirs[key] != wrote[key] else mine[key] for key in mine})
+    def __str__(self) -> str:
+        cpu_request, cpu_limit, memory_request, memory_limit = self.resources()
+        return (f"replicas {self.replicas}, cpu {cpu_request:.3g}/{cpu_limit:.3g} cores, "
+                f"memory {memory_request / 2**20:.0f}/{memory_limit / 2**20:.0f} MiB")
 
 
-@dataclass(frozen=True)
-class SwarmTarget:
-    """Where a managed service lives in the Engine API."""
+def labels_of(service: dict[str, Any]) -> dict[str, str]:
+    return dict(service["Spec"].get("Labels") or {})
 
-    service_id: str
-    name: str
+
+def pinned_spec(spec: dict[str, Any], saved: Shape | None, original: Shape, wanted: Shape) -> dict[str, Any] | None:
+    """`spec` with the shape rlscale wants and the original saved in its label; None when nothing would change."""
+    if Shape.of(spec) == wanted and saved == original:
+        return None
+    return wanted.written_into({**spec, "Labels": {**(spec.get("Labels") or {}), ORIGINAL_SPEC: original.dump()}})
+
+
+def restored_spec(spec: dict[str, Any], original: Shape) -> dict[str, Any] | None:
+    """`spec` with its original shape and without rlscale's label; None when it has them."""
+    labels = dict(spec.get("Labels") or {})
+    saved = labels.pop(ORIGINAL_SPEC, None)
+    if Shape.of(spec) == original and saved is None:
+        return None
+    return original.written_into({**spec, "Labels": labels})
+
+
+def _owned(service: dict[str, Any]) -> tuple[Shape, str | None]:
+    """What a write of rlscale's was decided on: the shape and rlscale's label."""
+    return Shape.of(service["Spec"]), labels_of(service).get(ORIGINAL_SPEC)
 
 
 class SwarmActuator:
-    """Puts shapes into services with optimistic concurrency, and restores the original ones."""
+    """Writes specs with optimistic concurrency; every Engine API call retried by `api_errors.with_retries`."""
 
-    def __init__(self, api: Any, clock: Clock, *, on_error: Callable[[str], None] = lambda kind: None,
-                 log: logging.Logger | None = None) -> None:
+    def __init__(self, api: Any, clock: Clock, *, on_error: Callable[[str], None] = lambda kind: None) -> None:
         self.api, self.clock, self.on_error = api, clock, on_error
-        self.log = log or logging.getLogger("rlscale.controller")
+        self.writes = 0
 
-    def _retry(self, action: Callable[[], T]) -> T:
-        return docker_retries(action, self.clock, on_error=self.on_error)
+    def call(self, action: Callable[[], T], *, retry_conflicts: bool = True) -> T:
+        return with_retries(action, self.clock, on_error=self.on_error, retry_conflicts=retry_conflicts)
+
+    def read(self, service_id: str) -> dict[str, Any]:
+        return self.call(lambda: self.api.inspect_service(service_id))
+
+    def update(self, service: dict[str, Any], spec: dict[str, Any]) -> None:
+        """`spec` into the service, on the version `service` was read at (see the module docstring for conflicts)."""
+        try:
+            self._update(service, spec)
+        except ApiFailure as failure:
+            if failure.kind != "conflict":
+                raise
+            fresh = self.read(service["ID"])
+            if _owned(fresh) != _owned(service):
+                raise
+            labels = {k: v for k, v in labels_of(fresh).items() if k != ORIGINAL_SPEC}
+            if ORIGINAL_SPEC in (spec.get("Labels") or {}):
+                labels[ORIGINAL_SPEC] = spec["Labels"][ORIGINAL_SPEC]
+            self._update(fresh, Shape.of(spec).written_into({**fresh["Spec"], "Labels": labels}))
 
     def _update(self, service: dict[str, Any], spec: dict[str, Any]) -> None:
-        self.api.update_service(
-            service["ID"], service["Version"]["Index"], task_template=spec["TaskTemplate"], name=spec["Name"],
-            labels=spec.get("Labels") or {}, mode=spec["Mode"], update_config=spec.get("UpdateConfig"),
-            rollback_config=spec.get("RollbackConfig"), endpoint_spec=spec.get("EndpointSpec"))
+        def write() -> None:
+            self.writes += 1
+            self.api.update_service(
+                service["ID"], service["Version"]["Index"], task_template=spec["TaskTemplate"], name=spec["Name"],
+                labels=spec.get("Labels") or {}, mode=spec["Mode"], update_config=spec.get("UpdateConfig"),
+                rollback_config=spec.get("RollbackConfig"), endpoint_spec=spec.get("EndpointSpec"))
 
-    def set_shape(self, target: SwarmTarget, replicas: int, resources: tuple[float, float, float, float] | None) -> str | None:
-        """Give the service `replicas` (and `resources`, unless None). What happened: None (nothing to
-        do), "applied", or "adopted" (someone else changed the shape: their change is kept as the original)."""
-
-        def attempt() -> str | None:
-            service = self.api.inspect_service(target.service_id)
-            spec = service["Spec"]
-            labels = dict(spec.get("Labels") or {})
-            current = Shape.of(spec)
-            original = Shape.parse(labels[ORIGINAL_SPEC]) if ORIGINAL_SPEC in labels else current
-            if APPLIED in labels and Shape.parse(labels[APPLIED]) != current:
-                adopted = original.merged(current, Shape.parse(labels[APPLIED]))
-                labels.update({ORIGINAL_SPEC: adopted.dump(), APPLIED: current.dump()})
-                self._update(service, {**spec, "Labels": labels})
-                return "adopted"
-            wanted = replace(current, replicas=replicas)
-            if resources is not None:
-                wanted = wanted.with_resources(resources)
-            if wanted == current and (ORIGINAL_SPEC not in labels or labels.get(APPLIED) == current.dump()):
-                return None  # nothing to change (and nothing to save before a first change)
-            labels.update({ORIGINAL_SPEC: original.dump(), APPLIED: wanted.dump()})
-            self._update(service, wanted.written_into({**spec, "Labels": labels}))
-            return "applied"
-
-        return self._retry(attempt)
-
-    def restore(self, target: SwarmTarget) -> bool:
-        """Put the original shape back (keeping fields others changed since) and drop rlscale's labels."""
-
-        def attempt() -> bool:
-            service = self.api.inspect_service(target.service_id)
-            spec = service["Spec"]
-            labels = dict(spec.get("Labels") or {})
-            if ORIGINAL_SPEC not in labels:
-                return False
-            current = Shape.of(spec)
-            original = Shape.parse(labels.pop(ORIGINAL_SPEC))
-            applied = labels.pop(APPLIED, None)
-            restored = original.merged(current, Shape.parse(applied)) if applied else original
-            self._update(service, restored.written_into({**spec, "Labels": labels}))
-            return True
-
-        return self._retry(attempt)
-
-    def event(self, target: SwarmTarget, reason: str, message: str, kind: str = "Normal") -> None:
-        """Swarm has no user-writable events: the Kubernetes Event becomes a log line."""
-        level = logging.WARNING if kind == "Warning" else logging.INFO
-        self.log.log(level, "event", extra={"service": target.name, "reason": reason, "detail": message})
+        self.call(write, retry_conflicts=False)

@@ -1,12 +1,12 @@
 """Putting the controller together on Docker Swarm: the Engine API client, backend, policy, telemetry.
 
-The loop, guard, telemetry and policies are the Kubernetes controller's; only the backend and
-the actuator differ. There is no leader election on Swarm: run one controller per swarm (e.g.
-as a one-replica service constrained to a manager node). A second one could not silently undo
-the first one's writes (every write is conditioned on the service's version index, and a shape
-that changed since rlscale's last write is someone else's and is kept), but two would take
-turns deciding; a lease, like the Kubernetes one, would be a label written with the version
-index on an object both watch.
+The loop, guard, policy checks, telemetry and Prometheus client are the Kubernetes controller's
+(`main.assemble`); only the backend, the actuator and the events (JSON log lines: Swarm has no
+Events) differ. There is no leader election on Swarm: run one controller per swarm (e.g. as a
+one-replica service constrained to a manager node). A second one could not silently undo the
+first one's writes (every write is conditioned on the service's version index, and a shape
+someone else set is kept), but two would take turns deciding; a lease, like the Kubernetes
+one, would be a label written with the version index on an object both watch.
 """
 
 from __future__ import annotations
@@ -14,12 +14,11 @@ from __future__ import annotations
 import os
 
 from rlscale.agent.policy import Policy
-from rlscale.controller.backend import RealClock
+from rlscale.controller.clock import Clock, RealClock
 from rlscale.controller.config import ControllerConfig
-from rlscale.controller.kube import Clock
+from rlscale.controller.events import LogEvents
 from rlscale.controller.loop import Controller
-from rlscale.controller.main import live_policy
-from rlscale.controller.metrics_source import Prometheus
+from rlscale.controller.main import assemble, prometheus_for
 from rlscale.controller.swarm import SwarmBackend
 from rlscale.controller.swarm_actuator import SwarmActuator
 from rlscale.controller.telemetry import Telemetry, logger
@@ -43,11 +42,11 @@ def engine_client(host: str, timeout_s: float):  # -> docker.APIClient
 
 
 def build_swarm(config: ControllerConfig, api=None, *, clock: Clock | None = None, policy: Policy | None = None) -> Controller:
+    """The Swarm controller, ready to `run()` (or `step()`); a policy loaded by name is verified first."""
     clock = clock or RealClock()
-    telemetry = Telemetry()
-    api = api or engine_client(config.docker_host, config.api_timeout_s)
+    telemetry = Telemetry(liveness_s=3 * config.interval_s)
     log = logger()
-    actuator = SwarmActuator(api, clock, on_error=lambda kind: telemetry.api_errors.labels(kind).inc(), log=log)
-    prometheus = Prometheus(config.prometheus.url, config.prometheus.timeout_s)
-    backend = SwarmBackend(config, api, prometheus, actuator, clock)
-    return Controller(config, backend, policy or live_policy(config.policy), telemetry, clock, log)  # type: ignore[arg-type]
+    api = api or engine_client(config.docker_host, config.api_timeout_s)
+    actuator = SwarmActuator(api, clock, on_error=lambda kind: telemetry.api_errors.labels(kind).inc())
+    backend = SwarmBackend(config, api, prometheus_for(config, telemetry, log), actuator, clock)
+    return assemble(config, backend, policy, telemetry, clock, log, LogEvents(log), None)

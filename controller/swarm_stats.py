@@ -5,7 +5,8 @@ throttled periods) and the current memory. Each container's last sample is kept,
 covers the time since the previous observation (as Prometheus' `rate()` over cAdvisor does);
 a container seen for the first time is read once without `one-shot`, which makes the engine
 take two samples about a second apart, so it has a rate at once. The calls for all containers
-go out in parallel.
+go out in parallel; one that fails is that container's `ApiFailure`, and one that has gone away
+(pruned with its task) has no reading at all.
 """
 
 from __future__ import annotations
@@ -13,7 +14,11 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Callable
+
+from rlscale.controller.api_errors import ApiFailure
+
+GONE = object()  # the container went away with its task
 
 
 @dataclass(frozen=True)
@@ -63,27 +68,27 @@ def working_set(memory: dict[str, Any]) -> float:
 
 
 class ContainerStats:
-    def __init__(self, api: Any, workers: int = 8) -> None:
-        self.api = api
+    def __init__(self, api: Any, call: Callable[[Callable[[], Any]], Any], workers: int = 8) -> None:
+        self.api, self.call = api, call  # `call`: the Engine API call, with its retries
         self.previous: dict[str, Sample] = {}
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rlscale-stats")
 
-    def read(self, container_ids: list[str]) -> dict[str, ContainerUsage | None]:
-        """Usage per container (None: gone, or no second sample). Engine errors other than a
-        container that went away propagate."""
-        found = dict(zip(container_ids, self.pool.map(self._one, container_ids)))
-        for gone in set(self.previous) - set(container_ids):
+    def read(self, container_ids: list[str]) -> dict[str, ContainerUsage | ApiFailure | None]:
+        """Usage per container still there (None: no rate yet), or the failure to read it."""
+        found = {c: usage for c, usage in zip(container_ids, self.pool.map(self._one, container_ids)) if usage is not GONE}
+        for gone in set(self.previous) - set(found):
             del self.previous[gone]
-        return found
+        return found  # type: ignore[return-value]
 
-    def _one(self, container_id: str) -> ContainerUsage | None:
-        import docker.errors
+    def close(self) -> None:
+        self.pool.shutdown(wait=False)
 
+    def _one(self, container_id: str) -> Any:
         known = self.previous.get(container_id)
         try:
-            stats = self.api.stats(container_id, stream=False, one_shot=known is not None)
-        except docker.errors.NotFound:
-            return None
+            stats = self.call(lambda: self.api.stats(container_id, stream=False, one_shot=known is not None))
+        except ApiFailure as failure:
+            return GONE if failure.gone else failure
         now = _sample(stats.get("cpu_stats"), stats.get("read", ""))
         if now is None:
             return None

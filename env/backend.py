@@ -105,13 +105,19 @@ class SimBackend:
         for name, decision in decisions.items():
             spec = self.scenario.service(name)
             decision = decision.clipped(spec.bounds)
+            sim.set_kpa(name, decision.kpa if decision.replicas is None else None)
             if decision.replicas is None:
-                sim.set_hpa_bounds(name, spec.hpa.min_replicas, spec.hpa.max_replicas)
-                if decision.hpa_target_utilization is not None:
-                    sim.set_hpa_target(name, decision.hpa_target_utilization, decision.hpa_scale_down_window_s)
+                sim.set_hpa_spec(name, spec.hpa)  # the HPA as configured (bounds, target, behavior, tolerance) ...
+                if decision.hpa_target_utilization is not None:  # ... unless the decision retunes it
+                    sim.set_hpa_target(name, decision.hpa_target_utilization, decision.hpa_scale_down_window_s,
+                                       decision.hpa_scale_up, decision.hpa_tolerance)
             else:
-                ceiling = max(decision.replicas, min(decision.replicas + self.headroom, spec.bounds.max_replicas))
-                sim.set_hpa_bounds(name, decision.replicas, ceiling)
+                room = spec.bounds.max_replicas if decision.hpa_floor else decision.replicas + self.headroom
+                sim.set_hpa_spec(name, spec.hpa)
+                sim.set_hpa_bounds(name, decision.replicas, max(decision.replicas, min(room, spec.bounds.max_replicas)))
+                if decision.hpa_floor and decision.hpa_target_utilization is not None:
+                    sim.set_hpa_target(name, decision.hpa_target_utilization, decision.hpa_scale_down_window_s,
+                                       decision.hpa_scale_up, decision.hpa_tolerance)
             sim.set_resources(name, decision.cpu_request, decision.cpu_limit, decision.memory_request, decision.memory_limit)
             applied[name] = decision
         return applied

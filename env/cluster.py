@@ -19,6 +19,9 @@ class Node:
     memory: float  # allocatable bytes
     cpu_requested: float = 0.0
     memory_requested: float = 0.0
+    cpu_limits: float = 0.0  # of the pods bound here: above `cpu`, they can contend for it
+    squeezed: bool = False  # some pod here may run below its limit (the simulator's contention model)
+    version: int = 0  # counts binds and unbinds
     pods: list["Pod"] = field(default_factory=list)
 
     def fits(self, cpu: float, memory: float) -> bool:
@@ -59,6 +62,7 @@ class Pod:
     scrapes: dict[float, float] = field(default_factory=dict)  # metrics-server samples: time -> cpu_seconds
     resize_at: float | None = None  # an in-place resize takes effect at this time
     resize_to: tuple[float, float, float, float] | None = None  # (cpu req, cpu lim, mem req, mem lim)
+    cpu_available: float | None = None  # CPU it can use while serving, if node contention squeezes it below its limit
 
     @property
     def phase(self) -> str:
@@ -77,8 +81,10 @@ class Pod:
 def bind(pod: Pod, node: Node) -> None:
     pod.node = node
     node.pods.append(pod)
+    node.version += 1
     node.cpu_requested += pod.cpu_request
     node.memory_requested += pod.memory_request
+    node.cpu_limits += pod.cpu_limit
 
 
 def unbind(pod: Pod) -> None:
@@ -86,9 +92,19 @@ def unbind(pod: Pod) -> None:
     if node is None:
         return
     node.pods.remove(pod)
+    node.version += 1
     node.cpu_requested -= pod.cpu_request
     node.memory_requested -= pod.memory_request
+    node.cpu_limits -= pod.cpu_limit
     pod.node = None
+    pod.cpu_available = None
+
+
+def set_cpu_limit(pod: Pod, cpu_limit: float) -> None:
+    """A resized container's new CPU limit, kept in its node's sum of limits."""
+    if pod.node is not None:
+        pod.node.cpu_limits += cpu_limit - pod.cpu_limit
+    pod.cpu_limit = cpu_limit
 
 
 def resize_requests(pod: Pod, cpu_request: float, memory_request: float) -> bool:

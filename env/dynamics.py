@@ -13,11 +13,13 @@ Model (see DESIGN.md, "Model semantics"):
 - At or above capacity (or while a backlog drains), a fluid backlog builds at arrivals minus
   capacity, second by second; a request waits backlog / capacity; the backlog is capped at what
   capacity can clear within the timeout, the excess is dropped.
-- CPU: a replica uses (served rate x CPU per request) plus its idle CPU, at most its limit. With a
-  fluid limit it is throttled while more requests run than the limit can give full cores to; with
-  CFS periods (`cfs_period_s`), a request runs at full speed (`service_mu`) and the replica is
-  throttled in the periods that want more than the quota (`queueing.cfs_throttled_share`), while
-  queueing still runs at the limit's rate.
+- CPU: a replica uses (served rate x CPU per request) plus its idle CPU, at most its usable
+  cores: its limit, or less when node contention squeezes it (`contention.effective_cpu`). With a
+  fluid limit it is throttled (its CFS quota runs out) while more requests run than the limit can
+  give full cores to; with CFS periods (`cfs_period_s`), a request runs at full speed
+  (`service_mu`) and the replica is throttled in the periods that want more than the quota
+  (`queueing.cfs_throttled_share`), while queueing still runs at the limit's rate. A replica
+  squeezed below its limit by its neighbours is slowed, not throttled.
 - Latency: the M/M/c response plus the per-request overhead outside the workers.
 - Memory: working set = base + per-request memory x requests in workers; an upward crossing
   above the limit is an OOM kill (a hazard per second in steady state; certain under overload).
@@ -39,6 +41,7 @@ class ReplicaModel:
 
     cpu_limit: float
     memory_limit: float
+    cpu_available: float  # the CPU it can use while serving: its limit, or less under node contention
     servers: int
     mu: float  # per server
     capacity: float  # requests/s per replica
@@ -59,7 +62,7 @@ class ReplicaModel:
         return LatencyComponent(weight, self.overhead_s, self.service_mu, state.theta, state.wait_probability)
 
     def cpu(self, work_cores: float) -> float:
-        return min(self.cpu_limit, work_cores + self.idle_cpu)
+        return min(self.cpu_available, work_cores + self.idle_cpu)
 
 
 def replica_model(
@@ -71,22 +74,25 @@ def replica_model(
     cores_per_request: float,
     memory_per_request: float,
     base_memory: float,
+    cpu_available: float | None = None,
     overhead_s: float = 0.0,
     idle_cpu: float = 0.0,
     cfs_period_s: float = 0.0,
 ) -> ReplicaModel:
-    servers, mu = replica_servers(cpu_limit, concurrency, cpu_per_request, cores_per_request)
-    usable = min(concurrency * cores_per_request, cpu_limit)
-    throttle_from = None if cpu_limit >= concurrency * cores_per_request else int(cpu_limit / cores_per_request) + 1
-    cfs = cfs_period_s > 0.0
-    quota_requests = cpu_limit * cfs_period_s / cpu_per_request if cfs and throttle_from is not None else None
+    available = cpu_limit if cpu_available is None else min(cpu_available, cpu_limit)
+    servers, mu = replica_servers(available, concurrency, cpu_per_request, cores_per_request)
+    usable = min(concurrency * cores_per_request, available)
+    quota_binds = available >= cpu_limit and cpu_limit < concurrency * cores_per_request
+    throttle_from = int(cpu_limit / cores_per_request) + 1 if quota_binds else None
+    cfs = cfs_period_s > 0.0 and quota_binds  # squeezed by neighbours, a request is slowed (shares), not paused (quota)
+    quota_requests = cpu_limit * cfs_period_s / cpu_per_request if cfs else None
     if memory_per_request <= 0:
         oom_above = None if base_memory <= memory_limit else -1
     else:
         fit = math.floor((memory_limit - base_memory) / memory_per_request)
         oom_above = None if fit >= concurrency else max(fit, -1)
     return ReplicaModel(
-        cpu_limit, memory_limit, servers, mu, servers * mu, usable, throttle_from, oom_above,
+        cpu_limit, memory_limit, available, servers, mu, servers * mu, usable, throttle_from, oom_above,
         concurrency, memory_per_request, base_memory, cores_per_request / cpu_per_request if cfs else mu,
         overhead_s, idle_cpu, cfs_period_s, quota_requests,
     )

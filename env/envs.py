@@ -25,15 +25,16 @@ class ClusterEnv(gym.Env):
 
     ## Observation
     `Box(n * 18)`: for each managed service, in order, the codec's 18 features
-    (`rlscale.env.codec`: CPU and memory utilisation against limits and requests, throttling,
-    latency against the SLO, slow and dropped shares, OOM kills, replica readiness, the
-    replicas and limits within their bounds, load trend and load per replica, node headroom,
-    time of day).
+    (`rlscale.env.codec`: CPU and memory utilisation against limits, throttling, latency
+    against the SLO, slow and dropped shares, OOM kills, replica readiness, the load's recent
+    trend, peak and spread, idleness, the replicas and CPU limit within their bounds, node
+    headroom, and whether resources change in place).
 
     ## Action
-    `MultiDiscrete([9, 5, 5] * n)`: for each service a replica move (x0.5 ... x2), a CPU-limit
-    move and a memory-limit move (x0.5 ... x2); the result is clipped to the service's bounds.
-    Replicas reach the Deployment through its HPA (bounds pinned, or with `headroom`).
+    `MultiDiscrete([7, 3, 3, 3] * n)`: for each service a target utilization of the CPU limit, a
+    CPU-limit level and how to anticipate the load; the replicas that serve the anticipated
+    load at that utilization become a floor under the service's HPA, whose target is set to the
+    same utilization (`rlscale.env.codec`). Always within the service's bounds.
 
     ## Reward
     The sum over managed services of -(w_cost * cost + w_slo * SLO excess + w_drop * drops +
@@ -61,22 +62,32 @@ class ClusterEnv(gym.Env):
         self.action_space = spaces.MultiDiscrete(np.tile(codec.ACTION_NVEC, n))
         self._states: dict[str, ServiceState] = {}
         self._previous: dict[str, ServiceState] = {}
+        self._histories: dict[str, codec.History] = {}
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
         super().reset(seed=seed)
         self._states = self.backend.reset(self.np_random)
         self._previous = {}
+        self._histories = {name: codec.History() for name in self.backend.managed}
+        for name, state in self._states.items():
+            self._histories[name].record(state)
         return self._observation(), {}
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         width = len(codec.ACTION_NVEC)
+        specs = self.backend.specs()
         decisions = {
-            name: codec.decode(action[i * width : (i + 1) * width], self._states[name])
+            name: codec.decode(action[i * width : (i + 1) * width], self._histories[name],
+                               workers_cores=specs[name].workers_cores)
             for i, name in enumerate(self.backend.managed)
         }
         applied = self.backend.apply(decisions)
+        for name, decision in applied.items():
+            codec.applied(self._histories[name], decision)
         self.backend.advance()
         self._previous, self._states = self._states, self.backend.observe()
+        for name, state in self._states.items():
+            self._histories[name].record(state)
         services = {name: self._service_info(name, applied[name]) for name in self.backend.managed}
         reward = sum(weighted_reward(info["terms"], self.weights) for info in services.values())
         info = _totals(services)
@@ -85,9 +96,7 @@ class ClusterEnv(gym.Env):
         return self._observation(), float(reward), False, self.backend.done(), info
 
     def _observation(self) -> np.ndarray:
-        return np.concatenate(
-            [codec.encode(self._states[name], self._previous.get(name)) for name in self.backend.managed]
-        )
+        return np.concatenate([codec.encode(self._histories[name]) for name in self.backend.managed])
 
     def _service_info(self, name: str, decision: codec.Decision) -> dict[str, Any]:
         stats = self.backend.stats(name)

@@ -97,6 +97,12 @@ DEFAULT_SCALE_DOWN_RULES = ScalingRules(
     stabilization_window_seconds=None,
     policies=(ScalingPolicy(PolicyType.PERCENT, 100, 15),),
 )
+# Scale-up behaviors the HPA's tuning tries (what a manifest's `behavior.scaleUp` would say).
+SCALE_UP_PRESETS = {
+    "default": DEFAULT_SCALE_UP_RULES,
+    "fast": ScalingRules(SelectPolicy.MAX, 0, (ScalingPolicy(PolicyType.PODS, 8, 15), ScalingPolicy(PolicyType.PERCENT, 300, 15))),
+    "slow": ScalingRules(SelectPolicy.MAX, 60, (ScalingPolicy(PolicyType.PODS, 2, 60), ScalingPolicy(PolicyType.PERCENT, 50, 60))),
+}
 
 
 @dataclass(frozen=True, slots=True)

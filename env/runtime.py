@@ -15,6 +15,7 @@ import numpy as np
 from rlscale.env.cluster import Pod
 from rlscale.env.dynamics import ReplicaModel, replica_model
 from rlscale.env.hpa import HorizontalPodAutoscaler, HpaDecision, HpaSpec
+from rlscale.env.kpa import KpaSettings, KpaState
 from rlscale.env.queueing import LatencyComponent, mixture_quantile, mixture_survival
 from rlscale.env.scenario import ServiceSpec
 
@@ -114,9 +115,14 @@ class ServiceRuntime:
     last_hpa_sync: float | None = None
     last_utilization: int | None = None  # the HPA's last CPU utilization reading (% of requests)
     cfs_period_s: float = 0.0  # the cluster's CFS period (0: fluid CPU limits)
+    kpa: KpaSettings | None = None  # a Knative Pod Autoscaler in charge instead of the HPA
+    kpa_state: KpaState = field(default_factory=KpaState)
+    in_flight_seconds: float = 0.0  # time integral of requests in flight (what the KPA reads)
+    in_flight_mark: float = 0.0  # its value at the KPA's last tick
+    version: int = 0  # counts `changed()` calls: what was derived from the pods is stale when it moved
     rate_sums: np.ndarray = field(default_factory=lambda: np.zeros(1))  # prefix sums of `rates`
     arrival_sums: np.ndarray = field(default_factory=lambda: np.zeros(1))  # prefix sums of `arrivals`
-    _models: dict[tuple[float, float], ReplicaModel] = field(default_factory=dict)
+    _models: dict[tuple[float, float, float | None], ReplicaModel] = field(default_factory=dict)
     _view: PodView | None = None
 
     def __post_init__(self) -> None:
@@ -126,10 +132,14 @@ class ServiceRuntime:
     def changed(self) -> None:
         """Call after any change to the pods (created, deleted, bound, started, ready, crashed, resized)."""
         self._view = None
+        self.version += 1
 
-    def model(self, cpu_limit: float, memory_limit: float) -> ReplicaModel:
-        """The queueing model of a replica with these limits (cached: limits take few values)."""
-        key = (cpu_limit, memory_limit)
+    def model(self, cpu_limit: float, memory_limit: float, cpu_available: float | None = None) -> ReplicaModel:
+        """The queueing model of a replica with these limits (cached: limits take few values).
+
+        `cpu_available` is what node contention leaves it while serving (None: its limit).
+        """
+        key = (cpu_limit, memory_limit, cpu_available)
         found = self._models.get(key)
         if found is None:
             spec = self.spec
@@ -141,11 +151,16 @@ class ServiceRuntime:
                 cores_per_request=spec.cores_per_request,
                 memory_per_request=spec.memory_per_request,
                 base_memory=spec.base_memory,
+                cpu_available=cpu_available,
                 overhead_s=spec.overhead_s,
                 idle_cpu=spec.idle_cpu,
                 cfs_period_s=self.cfs_period_s,
             )
         return found
+
+    def usable_cores(self, pod: Pod) -> float:
+        """The most CPU this service's workers can use in `pod` (its limit, or less)."""
+        return min(self.spec.workers_cores, pod.cpu_limit)
 
     @property
     def view(self) -> PodView:
@@ -172,7 +187,7 @@ class ServiceRuntime:
             if pod.revision != self.revision:
                 outdated += 1
             if pod.ready_since is not None:
-                model = self.model(pod.cpu_limit, pod.memory_limit)
+                model = self.model(pod.cpu_limit, pod.memory_limit, pod.cpu_available)
                 g = group_of.get(model)
                 if g is None:
                     g = group_of[model] = len(models)

@@ -35,12 +35,27 @@ class NodePool:
     memory: float  # allocatable bytes per node
 
 
+PRICE_RULES = ("max-request-usage", "request")
+PRICE_RULE_TEXT = {"max-request-usage": "max(request, usage)", "request": "request"}
+
+
 @dataclass(frozen=True)
 class Prices:
-    """What reserved resources cost (requests x time), e.g. a cloud's on-demand node price split."""
+    """What a container's CPU and memory cost per hour, and which amount of them is billed.
+
+    The `rule` is how OpenCost and Kubecost allocate a node's cost to containers: by default
+    `max-request-usage`, each resource billed at the larger of its request and its usage (a
+    container bursting above its request pays for what it takes from the node's slack); with
+    `request`, at the request alone (what a reservation costs, whatever is used).
+    """
 
     cpu_core_hour: float
     memory_gib_hour: float
+    rule: str = "max-request-usage"
+
+    @property
+    def bills_usage(self) -> bool:
+        return self.rule == "max-request-usage"
 
     def per_second(self, cpu_cores: float, memory_bytes: float) -> float:
         return (cpu_cores * self.cpu_core_hour + memory_bytes / GIB * self.memory_gib_hour) / 3600.0
@@ -104,9 +119,14 @@ class ServiceSpec:
     idle_cpu: float = 0.0  # cores a ready replica uses with no requests (runtime threads, polling, scrapes)
 
     @property
+    def workers_cores(self) -> float:
+        """The most CPU one replica's workers can use (each busy worker uses `cores_per_request`)."""
+        return self.concurrency * self.cores_per_request
+
+    @property
     def replica_capacity_rps(self) -> float:
         """Requests/s one replica can serve at its CPU limit."""
-        return min(self.concurrency * self.cores_per_request, self.cpu_limit) / self.cpu_per_request
+        return min(self.workers_cores, self.cpu_limit) / self.cpu_per_request
 
 
 @dataclass(frozen=True)
@@ -166,6 +186,7 @@ def scenario_from_config(reader: Reader, base_dir: Path) -> Scenario:
     prices = Prices(
         cpu_core_hour=prices_reader.number("cpu_core_hour", min_value=0.0),
         memory_gib_hour=prices_reader.number("memory_gib_hour", min_value=0.0),
+        rule=prices_reader.string("rule", PRICE_RULES[0], choices=PRICE_RULES),
     )
     prices_reader.done()
     timings = _timings_from_config(reader.mapping("cluster"))
@@ -270,7 +291,7 @@ def _service_from_config(reader: Reader, base_dir: Path, pools: tuple[NodePool, 
     resize = reader.string("resize", "in_place", choices=RESIZE_MODES)
     reader.done()
 
-    _check_schedulable(reader, pools, node_pool, cpu_request, memory_request)
+    _check_schedulable(reader, pools, node_pool, cpu_request, memory_request, bounds.min_replicas)
     return ServiceSpec(
         name=name,
         priority=priority,
@@ -381,8 +402,12 @@ def _refuse_duplicates(reader: Reader, key: str, names: list[str]) -> None:
 
 
 def _check_schedulable(
-    reader: Reader, pools: tuple[NodePool, ...], node_pool: str | None, cpu: float, memory: float
+    reader: Reader, pools: tuple[NodePool, ...], node_pool: str | None, cpu: float, memory: float, min_replicas: int
 ) -> None:
     candidates = [p for p in pools if node_pool in (None, p.name)]
     if not any(cpu <= p.cpu and memory <= p.memory for p in candidates):
         raise reader.fail("resources", "the requests fit on no node of the pool: such a pod can never be scheduled")
+    room = sum(p.nodes * min(int(p.cpu / cpu + 1e-9), int(p.memory / memory + 1e-9)) for p in candidates)
+    if room < min_replicas:
+        raise reader.fail("bounds", f"the nodes hold at most {room} pods of these requests, fewer than the minimum of "
+                                    f"{min_replicas} replicas")

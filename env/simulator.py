@@ -23,11 +23,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from rlscale.env import deployment, kubelet
-from rlscale.env.cluster import Node, Pod, bind, choose_node, choose_victims, resize_requests, unbind
+from rlscale.env.cluster import Node, Pod, bind, choose_node, choose_victims, resize_requests, set_cpu_limit, unbind
+from rlscale.env.contention import CpuClaim, effective_cpu
 from rlscale.env.dynamics import ReplicaModel, Span, run_span
 from rlscale.env.hpa import HpaSpec
-from rlscale.env.hpa_behavior import Behavior, ScalingRules
+from rlscale.env.hpa_behavior import SCALE_UP_PRESETS, Behavior, ScalingRules
 from rlscale.env.hpa_replicas import HpaMetricsError
+from rlscale.env.kpa import TICK_S as KPA_TICK_S, KpaSettings, KpaState, kpa_step
 from rlscale.env.metrics_server import SAMPLES_KEPT, metric_replicas, scrape
 from rlscale.env.runtime import IntervalStats, ServiceRuntime
 from rlscale.env.scenario import Scenario
@@ -35,7 +37,18 @@ from rlscale.env.state import ServiceState
 from rlscale.env.workloads import Workload
 
 PEAK_BLOCK_S = 15  # block size of the precomputed per-block peak rates
+SQUEEZE_STEP = 0.99  # squeezed CPU is rounded to this geometric grid of the limit (bounded model cache)
 WARM_START_S = 3600.0  # the initial replicas have been ready this long when the run starts
+
+
+@dataclass(slots=True)
+class _NodeLayout:
+    """A contended node's pods grouped for the contention model, valid while `key` holds."""
+
+    key: tuple
+    services: tuple[int, ...]
+    groups: list[list[Pod]]
+    claims: list[CpuClaim] | None = None
 
 
 @dataclass(slots=True)
@@ -90,6 +103,7 @@ class Simulator:
             for _ in range(svc.replicas):
                 self._new_pod(svc, created_at=-WARM_START_S)
         self._by_name = {svc.spec.name: svc for svc in self.services}
+        self._layouts: dict[str, _NodeLayout] = {}
         self._schedule_pending()
         self._warm_up()
 
@@ -160,6 +174,7 @@ class Simulator:
             cluster_cpu_headroom=sum(n.cpu - n.cpu_requested for n in nodes),
             cluster_memory_headroom=sum(n.memory - n.memory_requested for n in nodes),
             bounds=spec.bounds,
+            in_place_resize=spec.resize == "in_place",
         )
 
     # ------------------------------------------------------------------------------------------
@@ -176,24 +191,33 @@ class Simulator:
         """Replace the HPA's spec (bounds, target, behavior); it acts on it at its next sync."""
         self._by_name[name].hpa_spec = spec
 
-    def set_hpa_target(self, name: str, target_utilization: int, scale_down_window_s: int | None = None) -> None:
-        """Patch the HPA's CPU target and, if given, its scale-down stabilization window.
+    def set_hpa_target(self, name: str, target_utilization: int, scale_down_window_s: int | None = None,
+                       scale_up: str | None = None, tolerance: float | None = None) -> None:
+        """Patch the HPA's CPU target and, if given, its scale-down window, scale-up behavior and tolerance.
 
-        A window is set the way a manifest sets it: ``behavior.scaleDown.stabilizationWindowSeconds``
-        (the rest of the behavior keeps its defaults).
+        A window is set the way a manifest sets it: ``behavior.scaleDown.stabilizationWindowSeconds``;
+        a scale-up preset replaces ``behavior.scaleUp`` (`hpa_behavior.SCALE_UP_PRESETS`); the
+        tolerance is the per-HPA ``tolerance`` of both directions. What is not given is kept.
         """
         svc = self._by_name[name]
         spec = svc.hpa_spec
         behavior = spec.behavior
-        if scale_down_window_s is not None:
-            behavior = Behavior(
-                scale_up=behavior.scale_up if behavior else None,
-                scale_down=dataclasses.replace(
-                    (behavior.scale_down if behavior and behavior.scale_down else ScalingRules()),
-                    stabilization_window_seconds=scale_down_window_s,
-                ),
-            )
-        self.set_hpa_spec(name, dataclasses.replace(spec, target_cpu_utilization_percent=target_utilization, behavior=behavior))
+        if scale_down_window_s is not None or scale_up is not None:
+            down = behavior.scale_down if behavior and behavior.scale_down else ScalingRules()
+            if scale_down_window_s is not None:
+                down = dataclasses.replace(down, stabilization_window_seconds=scale_down_window_s)
+            up = SCALE_UP_PRESETS[scale_up] if scale_up is not None else (behavior.scale_up if behavior else None)
+            behavior = Behavior(scale_up=up, scale_down=down)
+        tolerances = spec.tolerances if tolerance is None else (tolerance, tolerance)
+        self.set_hpa_spec(name, dataclasses.replace(spec, target_cpu_utilization_percent=target_utilization,
+                                                    behavior=behavior, tolerances=tolerances))
+
+    def set_kpa(self, name: str, settings: KpaSettings | None) -> None:
+        """Put a Knative Pod Autoscaler in charge of the replicas instead of the HPA (None: the HPA again)."""
+        svc = self._by_name[name]
+        if settings != svc.kpa:
+            svc.kpa, svc.kpa_state = settings, KpaState()
+            svc.in_flight_mark = svc.in_flight_seconds
 
     def set_replicas(self, name: str, replicas: int) -> None:
         """Patch the Deployment's scale (an active HPA may change it again at its next sync)."""
@@ -261,6 +285,7 @@ class Simulator:
             svc.stats = IntervalStats()
         while self.now < end:
             until = min(end, self._next_event_time())
+            self._contend(self.now, until)
             plans = [self._plan_span(svc, self.now, until) for svc in self.services]
             oom_at = min((p.oom_at for p in plans if p.oom_at is not None), default=None)
             if oom_at is not None and oom_at < until:
@@ -276,7 +301,10 @@ class Simulator:
 
     def _next_event_time(self) -> int:
         timings = self.timings
-        upcoming = min((self.now // p + 1) * p for p in (timings.hpa_sync_period_s, timings.metrics_resolution_s))
+        periods = [timings.hpa_sync_period_s, timings.metrics_resolution_s]
+        if any(svc.kpa is not None for svc in self.services):
+            periods.append(KPA_TICK_S)
+        upcoming = min((self.now // p + 1) * p for p in periods)
         for svc in self.services:
             pod_event = svc.view.next_event
             if self.now < pod_event < upcoming:
@@ -313,6 +341,7 @@ class Simulator:
         stats.dropped += span.dropped
         for component in span.components:
             stats.add_component(component)
+            svc.in_flight_seconds += component.weight * component.mean
         svc.backlog = stats.backlog = span.backlog
         for g, count in enumerate(view.counts):
             replica_seconds = count * seconds
@@ -320,20 +349,104 @@ class Simulator:
             stats.throttled_replica_seconds += span.throttled_fraction[g] * replica_seconds
             stats.working_set_byte_seconds += span.working_set[g] * replica_seconds
             svc.oom_clock -= span.oom_hazard[g] * replica_seconds
+        above_cpu = above_memory = 0.0  # usage above requests, which the max(request, usage) rule bills
         for pod, g in view.ready:
             pod.cpu_seconds += span.cpu_per_replica[g] * seconds
             pod.throttled_seconds += span.throttled_fraction[g] * seconds
             pod.running_seconds += seconds
             pod.working_set = span.working_set[g]
+            above_cpu += max(0.0, span.cpu_per_replica[g] - pod.cpu_request)
+            above_memory += max(0.0, pod.working_set - pod.memory_request)
         for pod in view.starting:  # loading the model
-            pod.cpu_seconds += min(svc.spec.cores_per_request, pod.cpu_limit) * seconds
+            burn = min(svc.spec.cores_per_request, pod.cpu_limit)
+            pod.cpu_seconds += burn * seconds
             pod.running_seconds += seconds
             pod.working_set = min(svc.spec.base_memory, pod.memory_limit)
+            above_cpu += max(0.0, burn - pod.cpu_request)
+            above_memory += max(0.0, pod.working_set - pod.memory_request)
         stats.ready_replica_seconds += len(view.ready) * seconds
         stats.scheduled_replica_seconds += view.scheduled * seconds
         stats.cpu_request_core_seconds += view.cpu_requested * seconds
         stats.memory_request_byte_seconds += view.memory_requested * seconds
-        stats.cost += self.scenario.prices.per_second(view.cpu_requested, view.memory_requested) * seconds
+        prices = self.scenario.prices
+        if not prices.bills_usage:
+            above_cpu = above_memory = 0.0
+        stats.cost += prices.per_second(view.cpu_requested + above_cpu, view.memory_requested + above_memory) * seconds
+
+    def _contend(self, start: int, end: int) -> None:
+        """Node CPU contention over [start, end): what each ready pod can use on a crowded node.
+
+        Only nodes whose pods' limits exceed their CPU can contend; on the others every pod keeps
+        its limit. A pod whose available CPU changes changes its service's replica groups.
+        """
+        loads: dict[int, tuple[float, float]] = {}  # service -> (mean rate, ready capacity) at the span's start
+        for node in self.nodes:
+            if node.cpu_limits > node.cpu * (1.0 + 1e-12):
+                self._squeeze(node, start, end, loads)
+                node.squeezed = True
+            elif node.squeezed:
+                node.squeezed = False
+                for pod in node.pods:
+                    if pod.cpu_available is not None:
+                        pod.cpu_available = None
+                        self.services[pod.service].changed()
+
+    def _squeeze(self, node: Node, start: int, end: int, loads: dict[int, tuple[float, float]]) -> None:
+        layout = self._layouts.get(node.name)
+        if layout is None or layout.key != self._layout_key(node, layout.services):
+            layout = self._layouts[node.name] = self._layout(node)
+        claims = []
+        for members in layout.groups:
+            pod = members[0]
+            svc = self.services[pod.service]
+            usable = svc.usable_cores(pod)
+            if pod.ready_since is not None:
+                demand = _on_demand_grid(self._pod_demand(svc, pod, start, end, loads))
+                claims.append(CpuClaim(pod.cpu_request, usable, demand, len(members)))
+            else:
+                burn = min(svc.spec.cores_per_request, usable)
+                claims.append(CpuClaim(pod.cpu_request, burn, burn, len(members)))
+        if claims == layout.claims:
+            return  # the same claims as last span: the same answer, already applied
+        layout.claims = claims
+        for claim, members, cpu in zip(claims, layout.groups, effective_cpu(node.cpu, claims)):
+            squeezed = _on_grid(cpu, claim.limit)
+            for pod in members:
+                if pod.ready_since is not None and pod.cpu_available != squeezed:
+                    pod.cpu_available = squeezed
+                    self.services[pod.service].changed()
+        layout.key = self._layout_key(node, layout.services)  # our own changes keep the groups as they are
+
+    def _layout(self, node: Node) -> "_NodeLayout":
+        """The node's pods that want CPU, grouped: same service, resources and state."""
+        groups: dict[tuple, list[Pod]] = {}
+        for pod in node.pods:
+            if pod.ready_since is not None:
+                key: tuple = (pod.service, pod.cpu_request, pod.cpu_limit, pod.memory_limit, pod.cpu_available)
+            elif pod.started_at is not None:  # loading its model: a steady burn
+                key = (pod.service, pod.cpu_request, pod.cpu_limit, "starting")
+            else:
+                continue
+            groups.setdefault(key, []).append(pod)
+        services = tuple(sorted({pod.service for pod in node.pods}))
+        return _NodeLayout(self._layout_key(node, services), services, list(groups.values()))
+
+    def _layout_key(self, node: Node, services: tuple[int, ...]) -> tuple:
+        return (node.version, *(self.services[i].version for i in services))
+
+    def _pod_demand(self, svc: ServiceRuntime, pod: Pod, start: int, end: int, loads: dict[int, tuple[float, float]]) -> float:
+        """The CPU a ready pod needs on average over [start, end): its share of the load (by capacity), and its idle CPU."""
+        if svc.backlog > 0.0:
+            return svc.usable_cores(pod)  # a queue is waiting: every replica is busy
+        load = loads.get(svc.index)
+        if load is None:
+            view = svc.view
+            load = loads[svc.index] = (float(svc.rate_sums[end] - svc.rate_sums[start]) / (end - start),
+                                       sum(m.capacity * n for m, n in zip(view.models, view.counts)))
+        rate, total = load
+        mine = svc.model(pod.cpu_limit, pod.memory_limit, pod.cpu_available).capacity
+        work = rate * mine / total * svc.spec.cpu_per_request if total > 0 else 0.0
+        return min(svc.usable_cores(pod), work + svc.spec.idle_cpu)
 
     def _fire_oom(self, svc: ServiceRuntime, plan: PlannedSpan) -> None:
         """Kill what the span's OOM clock says: one replica, or every saturated one under overload."""
@@ -368,7 +481,12 @@ class Simulator:
                 scrape(svc.pods, now)
         if self.now % self.timings.hpa_sync_period_s == 0:
             for svc in self.services:
-                self._sync_hpa(svc, now)
+                if svc.kpa is None:
+                    self._sync_hpa(svc, now)
+        if self.now % KPA_TICK_S == 0:
+            for svc in self.services:
+                if svc.kpa is not None:
+                    self._tick_kpa(svc, now)
         for svc in self.services:
             self._reconcile_deployment(svc)
         self._schedule_pending()
@@ -393,7 +511,8 @@ class Simulator:
         if kubelet.memory_shrink_blocked(pod, mem_lim, working_set) or not resize_requests(pod, cpu_req, mem_req):
             pod.resize_at = retry_at  # Deferred: retried later
             return
-        pod.cpu_limit, pod.memory_limit = cpu_lim, mem_lim
+        set_cpu_limit(pod, cpu_lim)
+        pod.memory_limit = mem_lim
         pod.resize_at = pod.resize_to = None
 
     def _sync_hpa(self, svc: ServiceRuntime, now: float) -> None:
@@ -407,6 +526,17 @@ class Simulator:
         svc.last_hpa_sync = now
         if decision.desired_replicas != svc.replicas:
             svc.replicas = decision.desired_replicas
+            svc.stats.replica_changes += 1
+
+    def _tick_kpa(self, svc: ServiceRuntime, now: float) -> None:
+        """The Knative autoscaler's tick: total requests in flight over the last tick, then its decision."""
+        assert svc.kpa is not None
+        concurrency = (svc.in_flight_seconds - svc.in_flight_mark) / KPA_TICK_S
+        svc.in_flight_mark = svc.in_flight_seconds
+        bounds = svc.spec.bounds
+        desired = kpa_step(svc.kpa, svc.kpa_state, now, concurrency, len(svc.view.ready), bounds.min_replicas, bounds.max_replicas)
+        if desired != svc.replicas:
+            svc.replicas = desired
             svc.stats.replica_changes += 1
 
     def _reconcile_deployment(self, svc: ServiceRuntime) -> None:
@@ -470,6 +600,17 @@ class Simulator:
         # Preemption victims are recreated by their Deployments and wait (Pending) for room.
         for svc in self.services:
             self._reconcile_deployment(svc)
+
+
+def _on_grid(cpu: float, limit: float) -> float | None:
+    """Squeezed CPU rounded to a geometric grid below the limit; None when it is not squeezed."""
+    steps = round(math.log(cpu / limit) / math.log(SQUEEZE_STEP)) if 0.0 < cpu < limit else 0
+    return None if steps <= 0 else limit * SQUEEZE_STEP**steps
+
+
+def _on_demand_grid(cores: float) -> float:
+    """A pod's CPU demand rounded to 1% steps (contention's inputs repeat, and its results are cached)."""
+    return 0.0 if cores <= 1e-6 else math.exp(round(math.log(cores) / math.log1p(0.01)) * math.log1p(0.01))
 
 
 def _oom_under_overload(model: ReplicaModel) -> bool:

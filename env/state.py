@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from rlscale.env.kpa import KpaSettings
+
 
 @dataclass(frozen=True, slots=True)
 class Bounds:
@@ -56,6 +58,7 @@ class ServiceState:
     cluster_cpu_headroom: float
     cluster_memory_headroom: float
     bounds: Bounds
+    in_place_resize: bool = True  # resources change in place (pods/resize); False: by a rolling update
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,8 +67,11 @@ class Decision:
 
     `replicas` None hands the replica count to the service's HPA (its original bounds restored),
     optionally with a new CPU target or scale-down stabilization window: that is how the
-    HPA-family baselines act. Otherwise the replicas are pinned (the actuator sets the HPA's
-    bounds around them). Limits and requests are always set.
+    HPA-family baselines act; with `kpa` set, to a Knative Pod Autoscaler instead (simulation
+    only). Otherwise the replicas are pinned (the actuator sets the HPA's bounds around them), or
+    with `hpa_floor` they are a floor: the HPA's minimum, its maximum the service's upper bound,
+    so that the HPA (at `hpa_target_utilization` if given) still scales up between decisions.
+    Limits and requests are always set.
     """
 
     replicas: int | None
@@ -75,6 +81,10 @@ class Decision:
     memory_limit: float
     hpa_target_utilization: int | None = None
     hpa_scale_down_window_s: int | None = None
+    hpa_scale_up: str | None = None  # a preset of `hpa_behavior.SCALE_UP_PRESETS` (None: as configured)
+    hpa_tolerance: float | None = None  # the HPA's tolerance, both ways (None: as configured)
+    kpa: KpaSettings | None = None
+    hpa_floor: bool = False
 
     def clipped(self, bounds: Bounds) -> "Decision":
         """This decision inside `bounds`.
@@ -96,4 +106,8 @@ class Decision:
             memory_limit=memory_limit,
             hpa_target_utilization=self.hpa_target_utilization,
             hpa_scale_down_window_s=self.hpa_scale_down_window_s,
+            hpa_scale_up=self.hpa_scale_up,
+            hpa_tolerance=self.hpa_tolerance,
+            kpa=self.kpa,
+            hpa_floor=self.hpa_floor,
         )

@@ -12,6 +12,8 @@ randomness comes only from the generator passed in (the env's ``np_random``).
 | `flash_crowd` | a base rate with one surge: linear rise, hold, exponential decay      |
 | `ramp`        | a linear change from one rate to another                              |
 | `step`        | a base rate that jumps to another at a given time                     |
+| `sparse`      | long idle gaps, and bursts of random height arriving as a Poisson process |
+| `on_off`      | a square wave: `on_s` at one rate, `off_s` at another                 |
 """
 
 from __future__ import annotations
@@ -271,6 +273,54 @@ class Step:
         return np.where(t < self.at_s, self.base_rps, self.step_rps)
 
 
+@dataclass(frozen=True)
+class Sparse:
+    """Idle (at `idle_rps`, often 0) for exponential gaps of mean `mean_gap_s`; bursts between.
+
+    Bursts start as a Poisson process (the gaps are exponential), last an exponential time of
+    mean `mean_burst_s`, and each has its own height, log-uniform in [`burst_rps` / 4, `burst_rps`]:
+    traffic that comes in minutes and leaves for hours (batch clients, demos, cron jobs).
+    """
+
+    burst_rps: float
+    mean_gap_s: float = 3_600.0
+    mean_burst_s: float = 300.0
+    idle_rps: float = 0.0
+
+    @property
+    def peak_rps(self) -> float:
+        return max(self.burst_rps, self.idle_rps)
+
+    def rates(self, duration_s: int, rng: np.random.Generator) -> np.ndarray:
+        out = np.full(duration_s, self.idle_rps, dtype=np.float64)
+        t = int(round(rng.exponential(self.mean_gap_s)))
+        while t < duration_s:
+            length = max(1, int(round(rng.exponential(self.mean_burst_s))))
+            height = self.burst_rps * float(np.exp(rng.uniform(np.log(0.25), 0.0)))
+            out[t : t + length] = max(height, self.idle_rps)
+            t += length + max(1, int(round(rng.exponential(self.mean_gap_s))))
+        return out
+
+
+@dataclass(frozen=True)
+class OnOff:
+    """A square wave: `on_rps` for `on_s`, then `off_rps` for `off_s`, starting `start_s` into a period."""
+
+    on_rps: float
+    off_rps: float = 0.0
+    on_s: float = 600.0
+    off_s: float = 1_200.0
+    start_s: float = 0.0
+
+    @property
+    def peak_rps(self) -> float:
+        return max(self.on_rps, self.off_rps)
+
+    def rates(self, duration_s: int, rng: np.random.Generator) -> np.ndarray:
+        phase = (np.arange(duration_s, dtype=np.float64) + self.start_s) % (self.on_s + self.off_s)
+        return np.where(phase < self.on_s, self.on_rps, self.off_rps)
+
+
 def _minute_noise(duration_s: int, sigma: float, rng: np.random.Generator) -> np.ndarray:
     """Multiplicative noise, one Gaussian factor per minute (load noise is not per-second)."""
     if sigma <= 0:
@@ -358,6 +408,25 @@ def _step_from_config(reader: Reader, _: Path) -> Step:
     )
 
 
+def _sparse_from_config(reader: Reader, _: Path) -> Sparse:
+    return Sparse(
+        burst_rps=reader.number("burst_rps", positive=True),
+        mean_gap_s=reader.number("mean_gap_s", 3_600.0, positive=True),
+        mean_burst_s=reader.number("mean_burst_s", 300.0, positive=True),
+        idle_rps=reader.number("idle_rps", 0.0, min_value=0.0),
+    )
+
+
+def _on_off_from_config(reader: Reader, _: Path) -> OnOff:
+    return OnOff(
+        on_rps=reader.number("on_rps", min_value=0.0),
+        off_rps=reader.number("off_rps", 0.0, min_value=0.0),
+        on_s=reader.number("on_s", 600.0, positive=True),
+        off_s=reader.number("off_s", 1_200.0, positive=True),
+        start_s=reader.number("start_s", 0.0, min_value=0.0),
+    )
+
+
 _BUILDERS = {
     "trace": _trace_from_config,
     "diurnal": _diurnal_from_config,
@@ -365,4 +434,6 @@ _BUILDERS = {
     "flash_crowd": _flash_crowd_from_config,
     "ramp": _ramp_from_config,
     "step": _step_from_config,
+    "sparse": _sparse_from_config,
+    "on_off": _on_off_from_config,
 }

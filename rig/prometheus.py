@@ -84,10 +84,15 @@ class PrometheusProcess:
         return [(r["metric"], float(r["value"][1])) for r in data["data"]["result"]]
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        terminate(self.process)
+
+
+def terminate(process: subprocess.Popen, timeout_s: float = 10.0) -> None:
+    """SIGTERM a process this code started, SIGKILL it if it has not ended within `timeout_s`, and reap it."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

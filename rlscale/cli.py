@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import signal
 import sys
@@ -91,11 +92,12 @@ def compare(
     scenario: str = typer.Option("image-classification", help="A shipped scenario name or a scenario YAML file."),
     policies: Optional[str] = typer.Option(
         None,
-        help="Comma-separated policies: hpa, hpa-tuned, hpa+vpa, proportional-demand, proportional-load, "
+        help="Comma-separated policies: hpa, hpa-tuned, hpa+vpa, predictive, kpa, proportional-demand, proportional-load, "
         "proportional-priority, oracle, learned:PATH (default: all, with the shipped learned policy).",
     ),
     traces: Optional[list[str]] = typer.Option(
-        None, help="Trace CSV files or directories (repeat or comma-separate). Default: generated diurnal, bursty and flash-crowd loads."
+        None, help="Trace CSV files or directories (repeat or comma-separate). Default: the generated diurnal, bursty, "
+        "flash-crowd, sparse and on-off loads."
     ),
     seeds: int = typer.Option(3, min=1, help="Runs per policy and load (seeds 0..N-1)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write every run's figures and the summary here."),
@@ -107,6 +109,9 @@ def compare(
         Path("rlscale-report"), help="Write report.md, report.html and plots here (needs the 'report' extra)."
     ),
     no_report: bool = typer.Option(False, "--no-report", help="Print the tables only."),
+    baselines: Optional[Path] = typer.Option(
+        None, help="A YAML file of baseline settings to use as given instead of tuning them (predictive, kpa)."
+    ),
 ) -> None:
     """Compare policies on the same loads and seeds: cost against SLO, as tables, JSON and a report."""
     from rlscale.env.scenario import load_scenario
@@ -116,8 +121,13 @@ def compare(
     from rlscale.training.policies import default_policy_names, parse_policy_names
     from rlscale.training.report_table import print_comparison
 
-    names = parse_policy_names(policies or ",".join(default_policy_names()))
+    from rlscale.training.baseline_settings import load_baseline_settings
+
+    if report is not None and not no_report and importlib.util.find_spec("matplotlib") is None:
+        raise UserInputError("--report", "plots need matplotlib: pip install 'rlscale[report]', or pass --no-report")
     spec = load_scenario(scenario)
+    names = parse_policy_names(policies or ",".join(default_policy_names(len(spec.services))))
+    fixed = load_baseline_settings(baselines, spec) if baselines is not None else None
     trace_list = _split(traces)
     tune_list = _split(tune_traces)
     cases = trace_cases(trace_list, spec) if trace_list else generated_cases()
@@ -131,8 +141,11 @@ def compare(
             task = progress.add_task(label, total=total)
             return lambda: progress.advance(task)
 
-        comparison = run_comparison(spec, names, cases, seeds, jobs or default_workers(), tuning, track)
+        comparison = run_comparison(spec, names, cases, seeds, jobs or default_workers(), tuning, track, fixed=fixed)
     print_comparison(console, comparison)
+    if policies is None and len(spec.services) == 1:
+        console.print("proportional-load and proportional-priority coincide with proportional-demand on a one-service "
+                      "scenario (the share is the whole cluster): only proportional-demand ran", highlight=False)
     if json_out is not None:
         comparison.write_json(json_out)
         console.print(f"figures of every run: {json_out}")
@@ -149,6 +162,8 @@ def train(
     resume: Optional[Path] = typer.Option(None, help="Continue from a checkpoint (.zip with its normalization beside it)."),
     output_dir: Optional[str] = typer.Option(None, help="Override the config's output directory."),
     timesteps: Optional[int] = typer.Option(None, min=1, help="Override the config's total timesteps."),
+    traces: Optional[str] = typer.Option(None, help="Your own load history (a directory of CSV traces): trained on "
+                                         "its first part, validated on its last (written to OUTPUT/traces/)."),
 ) -> None:
     """Train a PPO policy in the simulator (needs the 'train' extra)."""
     import dataclasses
@@ -160,6 +175,10 @@ def train(
         settings = dataclasses.replace(settings, output_dir=output_dir)
     if timesteps is not None:
         settings = dataclasses.replace(settings, total_timesteps=timesteps)
+    if traces is not None:
+        if not Path(traces).is_dir() or not any(Path(traces).glob("*.csv")):
+            raise UserInputError("--traces", f"{traces}: no directory of *.csv traces")
+        settings = dataclasses.replace(settings, train_traces=traces)
     _require_training_extra()
     from rlscale.training.train import train as run_training
 
@@ -201,7 +220,7 @@ def calibrate(
         raise UserInputError("--service/--selector", "give one or the other")
     options = CalibrateOptions(
         prometheus=prometheus, out=out, services=tuple(_split(service)), selector=selector, platform=platform,
-        namespace=namespace or settings.namespace, since_s=parse_duration(since, "--since"), until=parse_until(until),
+        namespace=namespace or _one_namespace(settings.namespaces), since_s=parse_duration(since, "--since"), until=parse_until(until),
         step_s=parse_duration(step, "--step"), held_out=held_out, force=force, controller=settings, kubeconfig=kubeconfig,
         docker_host=docker_host or settings.docker_host)
     with Progress(TextColumn("calibrating: {task.description}"), BarColumn(), TimeElapsedColumn(), console=err_console,
@@ -245,6 +264,7 @@ def cluster_sim_serve(
     namespace: str = typer.Option("default", help="The namespace the scenario's services live in."),
     seed: int = typer.Option(0, help="Seed of the simulation's randomness."),
     duration: int = typer.Option(86_400, min=60, help="Simulated seconds of load to prepare."),
+    warmup: int = typer.Option(0, min=0, help="Simulated seconds to run before serving (pods ready, counters going)."),
     error_rate: float = typer.Option(0.0, min=0.0, max=1.0, help="Fault: share of API requests answered 500/503."),
     latency: float = typer.Option(0.0, min=0.0, help="Fault: seconds added to every API request."),
     timeout_rate: float = typer.Option(0.0, min=0.0, max=1.0, help="Fault: share of API requests that hang unanswered."),
@@ -261,6 +281,7 @@ def cluster_sim_serve(
     faults = Faults(error_rate=error_rate, latency_s=latency, timeout_rate=timeout_rate, conflict_rate=conflict_rate,
                     drop_watches=drop_watches, freeze_metrics=freeze_metrics, nan_metrics=nan_metrics)
     api = ClusterApi(load_scenario(scenario), namespace=namespace, seed=seed, duration_s=duration)
+    api.advance(warmup)
     try:
         server = EmulatorServer(api, port=port, speed=speed, faults=faults, seed=seed)
     except OSError as exc:
@@ -314,12 +335,12 @@ def controller_run(
     else:
         controller = build(settings, api_client(kubeconfig), identity=identity)
     try:
-        serve(controller.telemetry, settings.listen_port)
+        serve(controller.telemetry, settings.listen_port, controller.clock.now)
     except OSError as exc:
         raise UserInputError("listen_port", f"cannot listen on port {settings.listen_port} ({exc.strerror or exc})") from None
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: controller.stop.set())
-    controller.log.info("started", extra={"mode": chosen, "policy": settings.policy, "namespace": settings.namespace,
+    controller.log.info("started", extra={"mode": chosen, "policy": settings.policy, "namespaces": list(settings.namespaces),
                                           "platform": settings.platform})
     controller.run()
 
@@ -364,10 +385,17 @@ def rig_down(state_dir: Path = RIG_STATE) -> None:
 
 
 def _require_training_extra() -> None:
-    import importlib.util
-
     if importlib.util.find_spec("stable_baselines3") is None or importlib.util.find_spec("torch") is None:
         raise UserInputError("rlscale train/export", "needs the training extra: pip install 'rlscale[train]'")
+
+
+def _one_namespace(namespaces: tuple[str, ...]) -> str:
+    """The config's namespace, where it names exactly one: calibrate reads one namespace's services."""
+    from rlscale.controller.config import ALL_NAMESPACES
+
+    if len(namespaces) != 1 or namespaces[0] == ALL_NAMESPACES:
+        raise UserInputError("--namespace", f"the config manages {', '.join(namespaces)}: name the one the services live in")
+    return namespaces[0]
 
 
 def _split(values: Optional[list[str]]) -> list[str]:

@@ -206,6 +206,15 @@ class Reader:
             raise self.fail(key, f"expected a list of whole numbers in [{min_value}, {max_value}], got {_kind(raw)}")
         return tuple(raw)
 
+    def strings(self, key: str, default: Any = _REQUIRED) -> Any:
+        """A non-empty list of strings."""
+        raw = self._raw(key, default)
+        if raw is default and default is not _REQUIRED:
+            return raw
+        if not (isinstance(raw, list) and raw and all(isinstance(v, str) and v for v in raw)):
+            raise self.fail(key, f"expected a non-empty list of non-empty strings, got {_kind(raw)}")
+        return tuple(raw)
+
     def _child(self, key: str) -> str:
         return f"{self.path}.{key}" if self.path else key
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import copy
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pytest
 
@@ -50,6 +51,17 @@ def merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
         else:
             out[key] = copy.deepcopy(value)
     return out
+
+
+def wait_until(condition: Callable[[], Any], timeout_s: float, what: str) -> float:
+    """Poll `condition` (something outside the test's control: a real server, real containers) until true;
+    the seconds it took."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout_s:
+        if condition():
+            return time.monotonic() - started
+        time.sleep(0.2)
+    raise AssertionError(f"{what}: not within {timeout_s} s")
 
 
 def make_scenario(service: dict[str, Any] | None = None, **top: Any) -> Scenario:

@@ -1,16 +1,14 @@
 """A real Prometheus server for the e2e tests: started on loopback with a temporary TSDB.
 
-The binary comes from `$RLSCALE_PROMETHEUS`, the PATH, or `.ci/cache/prometheus/usr/bin/`
-(where `.ci/prometheus.sh` unpacks Debian's package). Waiting is by polling with deadlines;
+The binary is found as the rig's is (`rlscale.rig.prometheus`: `$RLSCALE_PROMETHEUS`, the PATH, or
+`.ci/cache/prometheus/usr/bin/`, where `.ci/prometheus.sh` unpacks Debian's package). Waiting is by polling with deadlines;
 the server is stopped by its process id.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -21,25 +19,12 @@ from typing import Any
 
 import pytest
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-UNPACKED = PROJECT_ROOT / ".ci" / "cache" / "prometheus" / "usr" / "bin" / "prometheus"
-
-
-def find_prometheus() -> str | None:
-    for candidate in (os.environ.get("RLSCALE_PROMETHEUS"), shutil.which("prometheus"), str(UNPACKED)):
-        if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
-            return candidate
-    return None
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from rlscale.rig.prometheus import find_prometheus, free_port, terminate
 
 
 class PrometheusServer:
-    """Prometheus scraping `targets` (host:port, path /metrics) every `interval_s`.
+    """Prometheus scraping `targets` (host:port, path /metrics) every `interval_s`; `retarget` changes them
+    at run time (file-based discovery), so one server can serve many tests.
 
     With `backfill` (an OpenMetrics file of timestamped samples), its TSDB starts with those
     samples as history (`promtool tsdb create-blocks-from openmetrics`, Prometheus's backfill).
@@ -57,9 +42,13 @@ class PrometheusServer:
                             str(self.directory / "data")], check=True, stdout=subprocess.DEVNULL)
             retention = "3650d"  # the history's blocks are old: keep them
         config = self.directory / "prometheus.yml"
+        self.targets_file = self.directory / "targets.json"
+        self._write_targets(targets)
         config.write_text(
             f"global:\n  scrape_interval: {round(interval_s * 1000)}ms\n  evaluation_interval: {round(interval_s * 1000)}ms\n"
-            f"scrape_configs:\n  - job_name: targets\n    static_configs:\n      - targets: {json.dumps(targets)}\n"
+            f"  scrape_timeout: {round(interval_s * 1000)}ms\n"  # a large emulator takes seconds to write /metrics
+            f"scrape_configs:\n  - job_name: targets\n    file_sd_configs:\n      - files: [{json.dumps(str(self.targets_file))}]\n"
+            f"        refresh_interval: 1s\n"
         )
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -119,14 +108,26 @@ class PrometheusServer:
 
         self._wait(scraped, timeout_s, f"fewer than {count} scrapes")
 
+    def _write_targets(self, targets: list[str]) -> None:
+        staged = self.targets_file.with_suffix(".tmp")
+        staged.write_text(json.dumps([{"targets": targets}]))
+        staged.replace(self.targets_file)  # atomically: Prometheus never reads half a file
+
+    def retarget(self, targets: list[str], scrapes: int = 3, timeout_s: float = 60.0) -> None:
+        """Scrape `targets` from now on; returns once each was scraped `scrapes` times."""
+        self._write_targets(targets)
+
+        def scraped() -> bool:
+            for target in targets:
+                series = self.query(f'count_over_time(up{{job="targets",instance="{target}"}}[10m])')
+                if not series or series[0][1] < scrapes:
+                    return False
+            return True
+
+        self._wait(scraped, timeout_s, f"{targets} not scraped {scrapes} times")
+
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        terminate(self.process)
         self.log.close()
         shutil.rmtree(self.directory, ignore_errors=True)
 

@@ -29,14 +29,16 @@ import numpy as np
 import pytest
 
 from rlscale.agent.policy import Policy
+from rlscale.controller.clock import RealClock
 from rlscale.controller.config import ControllerConfig, PrometheusSettings
 from rlscale.controller.loop import Controller
 from rlscale.controller.swarm_main import build_swarm, engine_client
-from rlscale.env.state import Decision, ServiceState
 from rlscale.rig import deploy
 from rlscale.rig.cadvisor import ContainerExporter
 from rlscale.rig.loadgen import LoadReport, run_load
 from rlscale.rig.prometheus import PrometheusProcess, find_prometheus, free_port
+
+from conftest import wait_until
 
 INTERVAL_S = 4.0
 MANAGED = {"rlscale.io/managed": "true", "rlscale.io/max-replicas": "4"}
@@ -97,8 +99,11 @@ class Rig:
                                 prometheus=PrometheusSettings(url=self.prometheus.url, window_s=8, timeout_s=2.0))
         return dataclasses.replace(base, **changes)
 
-    def controller(self, policy: Policy, api: Any = None, **changes: Any) -> Controller:
-        return build_swarm(self.config(**changes), api or self.api, policy=policy)
+    def controller(self, policy: Policy | str, api: Any = None, clock: Any = None, **changes: Any) -> Controller:
+        """A controller on this test's services; a policy by name is loaded and checked as `controller run` does."""
+        if isinstance(policy, str):
+            return build_swarm(self.config(policy=policy, **changes), api or self.api, clock=clock)
+        return build_swarm(self.config(**changes), api or self.api, clock=clock, policy=policy)
 
     def spec(self, name: str) -> dict[str, Any]:
         return self.api.inspect_service(name)
@@ -162,16 +167,17 @@ def running(rig: Rig, service: deploy.RigService) -> Iterator[deploy.RigService]
         deploy.remove_service(rig.api, service.name)
 
 
-class Fixed(Policy):
-    """Always the same number of replicas (the machinery under test, not a policy)."""
+class MovableClock(RealClock):
+    """Wall-clock time (the engine's timestamps are real) that a test can move on, e.g. past a cooldown."""
 
-    name = "fixed"
+    def __init__(self) -> None:
+        self.offset = 0.0
 
-    def __init__(self, replicas: int) -> None:
-        self.replicas = replicas
+    def now(self) -> float:
+        return time.time() + self.offset
 
-    def decide(self, state: ServiceState) -> Decision:
-        return Decision(self.replicas, state.cpu_request, state.cpu_limit, state.memory_request, state.memory_limit)
+    def advance(self, seconds: float) -> None:
+        self.offset += seconds
 
 
 class Background:
@@ -198,19 +204,3 @@ def docker_cli(rig: Rig, *args: str) -> None:
     subprocess.run(["docker", *args], env={"DOCKER_HOST": rig.docker_host, "PATH": "/usr/local/bin:/usr/bin:/bin"},
                    check=True, capture_output=True)
 
-
-def wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> float:
-    """Poll `condition` until true; the seconds it took."""
-    started = time.monotonic()
-    while time.monotonic() - started < timeout_s:
-        if condition():
-            return time.monotonic() - started
-        time.sleep(0.2)
-    raise AssertionError(f"{what}: not within {timeout_s} s")
-
-
-def fail_static_reason(controller: Controller) -> str | None:
-    for line in controller.telemetry.exposition().decode().splitlines():
-        if line.startswith("rlscale_fail_static{") and line.endswith(" 1.0"):
-            return line.split('reason="')[1].split('"')[0]
-    return None

@@ -13,7 +13,8 @@ import pytest
 
 from rlscale.env.scenario import load_scenario
 
-from swarm_rig import Background, docker_cli, engine, rig, running, wait_until  # noqa: F401 (fixtures)
+from conftest import wait_until
+from swarm_rig import Background, docker_cli, engine, rig, running  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.swarm
 STEP_S = 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -29,21 +30,28 @@ def test_compare_end_to_end_on_a_short_trace(tmp_path: Path) -> None:
     result = run_cli("compare", "--traces", str(trace.parent), "--seeds", "2", "--json", str(out), "--jobs", "2")
     assert result.returncode == 0, result.stderr
     data = json.loads(out.read_text())
-    names = default_policy_names()
+    names = default_policy_names(services=1)
+    assert "proportional-load" not in names and "proportional-load" in default_policy_names(services=3)
     assert "learned:default" in names  # the shipped policy runs by default
     assert set(data["policies"]) == set(names)
-    assert len(data["records"]) == len(names) * 1 * 2
+    assert len(data["records"]) == (len(names) + 1) * 1 * 2  # every policy and the bound
+    assert data["cost_rule"] == "max-request-usage"
     for record in data["records"]:
         assert tuple(record) == RECORD_FIELDS
         assert record["trace"] == "short_10s" and record["seed"] in (0, 1)
         assert record["cost"] > 0 and 0 <= record["slo_violation_rate"] <= 1
-    assert set(data["summary"]) == set(names)
+    assert set(data["summary"]) == {*names, "bound"}
+    bound, oracle = data["summary"]["bound"]["cost"]["mean"], data["summary"]["oracle"]["cost"]["mean"]
+    assert bound <= oracle
+    frontier = data["frontier"]["short_10s"]
+    assert [p["target_utilization"] for p in frontier] == [30, 50, 70, 85, 95]
+    assert frontier[0]["cost"] > frontier[-1]["cost"]  # a lower target costs more
     assert data["summary"]["hpa-tuned"]["cost_vs_reference"]["mean"] == pytest.approx(1.0)
     load = data["loads"]["short_10s"]
     assert load["kind"] == "trace" and load["duration_s"] == 1800 and load["time_scale"] == 1.0
     assert load["services"]["image-classifier"]["peak_rps"] == pytest.approx(32.0)
     assert "train" in data["tuning"]["loads"] and "eval" not in data["tuning"]["loads"]
-    for policy in ("hpa-tuned", "hpa+vpa", "proportional-demand"):
+    for policy in ("hpa-tuned", "hpa+vpa", "predictive", "kpa", "proportional-demand"):
         assert data["tuning"]["settings"][policy]
     for name in names:
         assert name in result.stdout
@@ -90,24 +98,32 @@ def test_report_plots_and_tables_match_the_json(tmp_path: Path) -> None:
     result = run_cli("compare", "--traces", str(trace), "--tune-traces", str(tuning), "--seeds", "2",
                      "--policies", "hpa,hpa-tuned,oracle", "--json", str(out), "--report", str(report))
     assert result.returncode == 0, result.stderr
-    for name in ("report.md", "report.html", "cost-vs-slo.png", "cost-vs-hpa-tuned.png", "timeline-short_10s-image-classifier.png"):
+    for name in ("report.md", "report.html", "frontier.png", "cost-vs-hpa-tuned.png", "timeline-short_10s-image-classifier.png"):
         assert (report / name).stat().st_size > 1000, name
     assert (report / "timeline-short_10s-image-classifier.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     html = (report / "report.html").read_text()
     assert html.count("data:image/png;base64,") == 3 and "<table>" in html
     summary = json.loads(out.read_text())["summary"]
     markdown = (report / "report.md").read_text()
-    table = markdown.split("## Summary\n", 1)[1].strip().split("\n\n")[0].splitlines()
+    section = markdown.split("## Summary\n", 1)[1]
+    table = [line for line in section[section.index("|"):].split("\n\n")[0].splitlines()]
     header, rows = table[0], table[2:]
     columns = [c.strip() for c in header.strip("|").split("|")]
-    keys = {"cost ($)": "cost", "cost vs hpa-tuned": "cost_vs_reference", "SLO-violating intervals": "slo_violation_rate",
-            "p95 latency (s)": "p95_latency_s", "drop rate": "drop_rate", "OOM kills": "oom_kills",
+    keys = {"cost ($)": "cost", "cost vs HPA frontier at equal SLO": "cost_vs_frontier", "cost vs hpa-tuned": "cost_vs_reference", "SLO-violating intervals": "slo_violation_rate",
+            "p95 latency (s)": "p95_latency_s", "dropped": "drop_rate", "OOM kills": "oom_kills",
             "scaling actions": "scaling_actions", "replica-hours": "replica_hours", "CPU core-hours": "cpu_core_hours"}
     assert {row.split("|")[1].strip() for row in rows} == set(summary)
     for row in rows:
         cells = [c.strip() for c in row.strip("|").split("|")]
         policy = cells[0]
         for column, cell in zip(columns[1:], cells[1:]):
-            mean, std = (float(x) for x in cell.split(" ± "))
-            assert mean == pytest.approx(summary[policy][keys[column]]["mean"], rel=1e-3, abs=1e-9)
-            assert std == pytest.approx(summary[policy][keys[column]]["std"], rel=1e-3, abs=1e-9)
+            if cell == "—":  # what the bound has no figure for
+                assert np.isnan(summary[policy][keys[column]]["mean"]) and policy == "bound"
+                continue
+            scale = 100.0 if cell.endswith("%") else 1.0  # rates are written as percentages
+            mean, std = (float(x.rstrip("%")) / scale for x in cell.split(" ± "))
+            assert mean == pytest.approx(summary[policy][keys[column]]["mean"], rel=1e-3, abs=5e-5)
+            assert std == pytest.approx(summary[policy][keys[column]]["std"], rel=1e-3, abs=5e-5)
+    assert "Tuned baselines" in markdown and "{'" not in markdown  # words, not reprs
+    rate_cells = [row.strip("|").split("|")[columns.index(c)].strip() for row in rows for c in ("SLO-violating intervals", "dropped")]
+    assert all(re.fullmatch(r"\d+\.\d\d% ± \d+\.\d\d%|—", cell) for cell in rate_cells), rate_cells  # never 2.3e-60

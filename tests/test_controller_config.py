@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rlscale.controller.metrics_source import exponential_figures, histogram_figures
+from rlscale.controller.latency import bracketing, exponential_figures, slower_than
 
 from test_cli_errors import assert_one_line_error, run_cli
 
@@ -20,7 +20,7 @@ from test_cli_errors import assert_one_line_error, run_cli
         ({"prometheus": {"profile": "nginx"}}, ["prometheus.profile", "must be one of"]),
         ({"prometheus": {"urll": "x"}}, ["prometheus.urll", "unknown key"]),
         ({"guard": {"max_scale_down": 2}}, ["guard.max_scale_down", "must be <= 1"]),
-        ({"leader_election": {"lease_duration_s": 5, "renew_period_s": 10}}, ["leader_election.renew_period_s", "shorter"]),
+        ({"leader_election": {"lease_duration_s": 5, "renew_deadline_s": 4, "renew_period_s": 10}}, ["leader_election.renew_period_s", "shorter"]),
         ({"services": {"web": {"min_replicas": 5, "max_replicas": 2}}}, ["services.web.min_replicas", "must not exceed"]),
         ({"policy": "proportional-demand"}, ["policy", "cannot run in a cluster"]),
         ({"policy": "learned:/no/such/dir"}, ["policy", "no such policy"]),
@@ -44,19 +44,22 @@ def test_missing_config_file(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("buckets", "quantile", "slo", "expected_quantile", "expected_slow"),
+    ("buckets", "slo", "expected_slow"),
     [
         # 100 requests/s: 50 under 0.1 s, 90 under 0.2 s, all under 0.4 s
-        ({"0.1": 50, "0.2": 90, "0.4": 100, "+Inf": 100}, 0.95, 0.2, 0.3, 0.10),
-        ({"0.1": 50, "0.2": 90, "0.4": 100, "+Inf": 100}, 0.5, 0.15, 0.1, 0.30),
-        ({"0.1": 0, "+Inf": 0}, 0.95, 0.2, 0.0, 0.0),
+        ({"0.1": 50, "0.2": 90, "0.4": 100, "+Inf": 100}, 0.2, 0.10),
+        ({"0.1": 50, "0.2": 90, "0.4": 100, "+Inf": 100}, 0.15, 0.30),
+        ({"0.1": 50, "0.2": 90, "0.4": 100, "+Inf": 100}, 0.05, 0.75),  # inside the first bucket, from 0
+        ({"0.1": 50, "0.2": 90, "+Inf": 100}, 0.3, 0.10),  # past the last finite bound: what lies above it
+        ({"0.1": 0, "+Inf": 0}, 0.2, 0.0),
     ],
-    ids=["p95-in-a-bucket", "median-on-a-bound", "no-requests"],
+    ids=["on-a-bound", "in-a-bucket", "first-bucket", "past-the-last-bound", "no-requests"],
 )
-def test_histogram_figures(buckets, quantile, slo, expected_quantile, expected_slow) -> None:
-    series = [({"le": le}, float(count)) for le, count in buckets.items()]
-    got_quantile, _, got_slow = histogram_figures(series, quantile, slo)
-    assert got_quantile == pytest.approx(expected_quantile) and got_slow == pytest.approx(expected_slow)
+def test_share_slower_than_the_slo(buckets, slo, expected_slow) -> None:
+    points = [(float(le), float(count)) for le, count in buckets.items()]
+    assert slower_than(points, slo) == pytest.approx(expected_slow)
+    needed = set(bracketing(buckets, [slo]))  # the few buckets the controller asks Prometheus for give the same answer
+    assert slower_than([p for p, le in zip(points, buckets) if le in needed], slo) == pytest.approx(expected_slow)
 
 
 def test_exponential_figures_for_mean_only_servers() -> None:

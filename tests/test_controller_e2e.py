@@ -8,7 +8,6 @@ import math
 import subprocess
 import sys
 import threading
-import time
 from contextlib import contextmanager
 from typing import Any, Iterator
 
@@ -22,22 +21,14 @@ from rlscale.env.scenario import scenario_from_config
 from rlscale.env.state import Decision, ServiceState
 from rlscale.validation import Reader
 
-from conftest import ONE_SERVICE, PROJECT_ROOT, merge
+from conftest import ONE_SERVICE, PROJECT_ROOT, merge, wait_until
+from controller_fixtures import SERVICE, Fixed, failing, step
 from emulator_fixtures import client_for, running_cluster
 from prometheus_server import PrometheusServer
 
 pytestmark = pytest.mark.e2e
 NS = "default"
-WEB = merge(ONE_SERVICE["services"][0], {
-    "name": "web",
-    "workload": {"kind": "step", "base_rps": 5, "step_rps": 35, "at_s": 25},
-    "request": {"cpu_seconds": 0.05, "memory": "8Mi"},
-    "replica": {"concurrency": 2, "base_memory": "100Mi", "startup_s": 2},
-    "resources": {"requests": {"cpu": "500m", "memory": "256Mi"}, "limits": {"cpu": "1", "memory": "512Mi"}},
-    "replicas": 2,
-    "bounds": {"replicas": [1, 20]},
-    "slo": {"quantile": 0.95, "latency_s": 0.5},
-})
+WEB = merge(SERVICE, {"name": "web", "workload": {"kind": "step", "base_rps": 5, "step_rps": 35, "at_s": 25}})
 SCENARIO = scenario_from_config(Reader(merge(ONE_SERVICE, {"services": [WEB]}), "e2e"), PROJECT_ROOT)
 INTERVAL_S = 2.0
 
@@ -49,18 +40,6 @@ class PerReplica(Policy):
 
     def decide(self, state: ServiceState) -> Decision:
         return Decision(max(1, math.ceil(state.load_rps / 8)), state.cpu_request, state.cpu_limit, state.memory_request, state.memory_limit)
-
-
-class Fixed(Policy):
-    """Always the same number of replicas."""
-
-    name = "fixed"
-
-    def __init__(self, replicas: int) -> None:
-        self.replicas = replicas
-
-    def decide(self, state: ServiceState) -> Decision:
-        return Decision(self.replicas, state.cpu_request, state.cpu_limit, state.memory_request, state.memory_limit)
 
 
 class Broken(Policy):
@@ -84,7 +63,7 @@ def live(**faults: Any) -> Iterator[tuple[Any, PrometheusServer]]:
 
 def config_for(prometheus: PrometheusServer, **changes: Any) -> ControllerConfig:
     base = ControllerConfig(
-        namespace=NS, interval_s=INTERVAL_S, api_timeout_s=2.0, fail_static_after_api_failures=2,
+        namespaces=(NS,), interval_s=INTERVAL_S, api_timeout_s=2.0, fail_static_after_api_failures=2,
         prometheus=PrometheusSettings(url=prometheus.url, window_s=4, staleness_s=5.0, timeout_s=2.0),
         leader_election=LeaderSettings(enabled=False),
     )
@@ -102,16 +81,6 @@ def hpa_bounds_when_possible(cluster: Any) -> tuple[int, int, str | None]:
     return hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"], hpa["metadata"]["annotations"].get(ORIGINAL_BOUNDS)
 
 
-def wait_until(condition: Any, timeout_s: float, what: str) -> float:
-    """Poll `condition` until true; the seconds it took."""
-    started = time.monotonic()
-    while time.monotonic() - started < timeout_s:
-        if condition():
-            return time.monotonic() - started
-        time.sleep(0.2)
-    raise AssertionError(f"{what}: not within {timeout_s} s")
-
-
 def test_load_step_pins_the_hpa_and_shutdown_restores_it() -> None:
     with live() as (cluster, prometheus):
         controller = build(config_for(prometheus), client_for(cluster.server.url), policy=PerReplica())
@@ -120,7 +89,7 @@ def test_load_step_pins_the_hpa_and_shutdown_restores_it() -> None:
         try:
             wait_until(lambda: hpa_bounds(cluster)[2] is not None, 10, "the controller pins the HPA")
             assert hpa_bounds(cluster)[:2] == (1, 1)  # 5 requests/s: one replica
-            assert json.loads(hpa_bounds(cluster)[2]) == {"minReplicas": 1, "maxReplicas": 20}
+            assert json.loads(hpa_bounds(cluster)[2]) == {"minReplicas": 1, "maxReplicas": 20, "cpuUtilization": 70}
             # the step to 35 requests/s at t=25 s (5 replicas): once it shows in the rate window, replicas rise within two intervals
             wait_until(lambda: prometheus.query('sum(rate(inference_requests_total{service="web"}[4s]))')[0][1] > 30, 40,
                        "the load step shows in Prometheus")
@@ -130,6 +99,7 @@ def test_load_step_pins_the_hpa_and_shutdown_restores_it() -> None:
             wait_until(lambda: hpa_bounds(cluster)[:2] == (5, 5), 40, "the bounds reach the decision")
             wait_until(lambda: cluster.apps.read_namespaced_deployment("web", NS).status.ready_replicas == 5, 30,
                        "the emulator's HPA scales the Deployment to the pinned count")
+            controller.events.flush()
             events = cluster.core.list_namespaced_event(NS).items
             assert any(e.reason == "RlscaleScaled" and "[5, 5]" in e.message for e in events)
         finally:
@@ -137,8 +107,8 @@ def test_load_step_pins_the_hpa_and_shutdown_restores_it() -> None:
             runner.join(timeout=15)
         assert hpa_bounds(cluster) == (1, 20, None)  # original bounds back, annotation gone
         exposition = controller.telemetry.exposition().decode()
-        assert 'rlscale_decisions_total{outcome="applied",service="web"}' in exposition
-        assert 'rlscale_policy_replicas{service="web"}' in exposition
+        assert 'rlscale_decisions_total{outcome="applied",service="default/web"}' in exposition
+        assert 'rlscale_policy_replicas{service="default/web"}' in exposition
 
 
 @pytest.mark.parametrize("mode", ["dry-run", "shadow"])
@@ -147,26 +117,23 @@ def test_dry_run_and_shadow_write_nothing(mode: str) -> None:
         before = cluster.autoscaling.read_namespaced_horizontal_pod_autoscaler("web", NS)
         controller = build(config_for(prometheus, mode=mode), client_for(cluster.server.url), policy=PerReplica())
         for _ in range(3):
-            controller.step()
+            step(controller)
         after = cluster.autoscaling.read_namespaced_horizontal_pod_autoscaler("web", NS)
         assert after.metadata.resource_version == before.metadata.resource_version
         assert cluster.core.list_namespaced_event(NS).items == []
         exposition = controller.telemetry.exposition().decode()
-        assert f'rlscale_decisions_total{{outcome="{mode.replace("-", "_")}",service="web"}} 3.0' in exposition
+        assert f'rlscale_decisions_total{{outcome="{mode.replace("-", "_")}",service="default/web"}} 3.0' in exposition
         # shadow (and dry-run) export what the policy would do beside what the HPA did
-        assert 'rlscale_policy_replicas{service="web"} 1.0' in exposition
-        assert 'rlscale_hpa_replicas{service="web"} 2.0' in exposition
+        assert 'rlscale_policy_replicas{service="default/web"} 1.0' in exposition
+        assert 'rlscale_hpa_replicas{service="default/web"} 2.0' in exposition
 
 
 def fail_static_reason(controller: Any) -> str | None:
-    for line in controller.telemetry.exposition().decode().splitlines():
-        if line.startswith("rlscale_fail_static{") and line.endswith(" 1.0"):
-            return line.split('reason="')[1].split('"')[0]
-    return None
+    return failing(controller).get(f"{NS}/web")
 
 
 def pin_once(cluster: Any, controller: Any) -> None:
-    controller.step()
+    step(controller)
     assert hpa_bounds(cluster)[2] is not None, "the controller should have pinned the HPA"
 
 
@@ -175,12 +142,12 @@ def test_prometheus_down_fails_static_and_restores() -> None:
         controller = build(config_for(prometheus), client_for(cluster.server.url), policy=PerReplica())
         pin_once(cluster, controller)
         controller.backend.prometheus.url = "http://127.0.0.1:9"  # nothing listens there
-        controller.step()
+        step(controller)
         assert fail_static_reason(controller) == "PrometheusUnavailable"
         assert hpa_bounds(cluster) == (1, 20, None)
         assert any(e.reason == "RlscaleFailStatic" for e in cluster.core.list_namespaced_event(NS).items)
         controller.backend.prometheus.url = prometheus.url
-        controller.step()
+        step(controller)
         assert fail_static_reason(controller) is None and hpa_bounds(cluster)[2] is not None  # recovered
 
 
@@ -197,7 +164,7 @@ def test_bad_metrics_fail_static(fault: str, reason: str) -> None:
             wait_until(lambda: math.isnan(prometheus.query('sum(container_cpu_usage_seconds_total{pod=~"web-.*"})')[0][1]), 10,
                        "Prometheus scrapes the NaNs")
             prometheus.wait_for_scrapes(prometheus.query('count_over_time(up[10m])')[0][1] + 4)
-        controller.step()
+        step(controller)
         assert fail_static_reason(controller) == reason
         assert hpa_bounds(cluster) == (1, 20, None)
 
@@ -211,14 +178,14 @@ def test_api_faults_do_not_crash_and_never_break_bounds(faults: dict[str, Any], 
         controller.policy = Fixed(3)  # a change to write while the API misbehaves
         cluster.server.set_faults(faults)
         for _ in range(3):
-            controller.step()  # no exception escapes
+            step(controller)  # no exception escapes
             low, high, _ = hpa_bounds_when_possible(cluster)
             assert 1 <= low <= high <= 20  # whatever happens, the HPA stays within the service's bounds
         cluster.server.set_faults({key: 0.0 for key in faults if key != "timeout_s"})
         exposition = controller.telemetry.exposition().decode()
         assert f'rlscale_api_errors_total{{kind="{kind}"}}' in exposition
         assert fail_static_reason(controller) == "ApiErrors"
-        controller.step()
+        step(controller)
         assert hpa_bounds(cluster)[:2] == (3, 3) and fail_static_reason(controller) is None  # back in charge
 
 
@@ -228,7 +195,7 @@ def test_invalid_policy_output_fails_static() -> None:
         pin_once(cluster, controller)
         controller.policy = Broken()
         controller._policy_services = None
-        controller.step()
+        step(controller)
         assert fail_static_reason(controller) == "InvalidPolicyOutput"
         assert hpa_bounds(cluster) == (1, 20, None)
 
@@ -243,14 +210,19 @@ def test_live_cluster_env_steps_with_the_simulated_envs_spaces() -> None:
         env = LiveClusterEnv(controller.backend)
         simulated = ServiceScalingEnv(SCENARIO, "web", episode_s=600)
         assert env.observation_space == simulated.observation_space and env.action_space == simulated.action_space
-        observation, _ = env.reset(seed=0)
-        assert env.observation_space.contains(observation)
-        double = (codec.REPLICA_FACTORS.index(2.0), codec.CPU_FACTORS.index(1.0), codec.MEMORY_FACTORS.index(1.0))
-        for _ in range(3):
-            observation, reward, terminated, truncated, info = env.step(double)
-            assert env.observation_space.contains(observation) and not (terminated or truncated)
-            assert reward == reward and info["services"]["web"]["decision"]["replicas"] >= 2  # a number; replicas chosen
-        assert hpa_bounds(cluster)[0] >= 4  # the doubling moves reached the HPA's bounds
+        try:
+            observation, _ = env.reset(seed=0)
+            assert env.observation_space.contains(observation)
+            # the most replicas an action can ask for: 30% of a quarter of the top CPU limit, planned for the peak
+            most = (codec.UTILIZATIONS.index(0.3), 0, codec.ANTICIPATIONS.index("peak"), codec.REQUEST_SHARES.index(1.0))
+            for _ in range(3):
+                observation, reward, terminated, truncated, info = env.step(most)
+                assert env.observation_space.contains(observation) and not (terminated or truncated)
+                decision = info["services"]["default/web"]["decision"]
+                assert reward == reward and decision["hpa_floor"]  # a number; a floor under the HPA
+                assert hpa_bounds(cluster)[:2] == (decision["replicas"], 20)  # the floor is the HPA's minimum
+        finally:
+            env.close()
 
 
 def test_two_controllers_exactly_one_acts_and_the_other_takes_over(tmp_path) -> None:
@@ -260,9 +232,9 @@ def test_two_controllers_exactly_one_acts_and_the_other_takes_over(tmp_path) -> 
         cluster.server.write_kubeconfig(kubeconfig)
         config = tmp_path / "controller.yaml"
         config.write_text(yaml.safe_dump({
-            "namespace": NS, "policy": "learned:default", "interval_s": 1, "listen_port": 0, "api_timeout_s": 2,
+            "namespaces": [NS], "policy": "learned:default", "interval_s": 1, "listen_port": 0, "api_timeout_s": 2,
             "prometheus": {"url": prometheus.url, "window_s": 4, "staleness_s": 10},
-            "leader_election": {"enabled": True, "lease_name": "rlscale-e2e", "namespace": NS, "lease_duration_s": 3, "renew_period_s": 1},
+            "leader_election": {"enabled": True, "lease_name": "rlscale-e2e", "namespace": NS, "lease_duration_s": 4, "renew_deadline_s": 3, "renew_period_s": 1},
         }))
         logs = {name: (tmp_path / f"{name}.log").open("w") for name in ("first", "second")}
 

@@ -64,8 +64,21 @@ def test_export_reload_and_parity_with_the_sb3_policy(trained: Path, tmp_path: P
     rng = np.random.default_rng(0)
     span = codec.OBSERVATION_HIGH - codec.OBSERVATION_LOW
     observations = (codec.OBSERVATION_LOW - 0.5 * span + rng.random((10_000, codec.OBSERVATION_SIZE)) * 2 * span).astype(np.float32)
+    import torch
+
+    normalized = torch.as_tensor(normalization.normalize_obs(observations))
+    with torch.no_grad():
+        parts = model.policy.get_distribution(normalized).distribution
+    theirs = np.concatenate([p.logits.numpy() for p in parts], axis=1)  # log-probabilities per part
+    ours = exported.network.logits(observations)
+    bounds = np.cumsum((0, *exported.network.action_nvec))
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        log_probs = ours[:, a:b] - np.log(np.exp(ours[:, a:b] - ours[:, a:b].max(1, keepdims=True)).sum(1, keepdims=True)) \
+            - ours[:, a:b].max(1, keepdims=True)
+        assert np.allclose(log_probs, theirs[:, a:b], atol=1e-4)
     expected, _ = model.predict(normalization.normalize_obs(observations), deterministic=True)
-    assert np.array_equal(exported.network.act(observations), expected)
+    agree = (exported.network.act(observations) == expected).all(axis=1)
+    assert agree.mean() > 0.999  # the rest are float32 near-ties between two actions
 
 
 def test_tampered_files_and_other_codec_versions_are_refused(trained: Path, tmp_path: Path) -> None:
@@ -127,3 +140,30 @@ def test_batch_and_single_decisions_agree(trained: Path) -> None:
         policy.reset(EpisodeContext(scenario, backend.managed))
     together = batch.decide_all(states)
     assert together == {name: single.decide(state) for name, state in states.items()}
+
+
+def test_training_on_your_own_traces_writes_their_train_and_held_out_parts(tmp_path: Path) -> None:
+    history = tmp_path / "history"
+    history.mkdir()
+    rng = np.random.default_rng(0)
+    for name in ("frontend_60s", "batch_60s"):
+        counts = (300 + 200 * np.sin(np.arange(400) / 30) + rng.integers(0, 50, 400)).astype(int)
+        (history / f"{name}.csv").write_text("timestamp_s,requests\n" + "".join(f"{i * 60},{c}\n" for i, c in enumerate(counts)))
+    config = tmp_path / "tiny.yaml"
+    config.write_text("total_timesteps: 128\nn_envs: 1\nepisode_s: 1800\neval_every_steps: 128\nscenarios: [image-classification]\n"
+                      "ppo: {n_steps: 64, batch_size: 32, n_epochs: 1, net_arch: [8, 8]}\n")
+    out = tmp_path / "run"
+    result = run_cli("train", "--config", str(config), "--traces", str(history), "--output-dir", str(out))
+    assert result.returncode == 0, result.stderr
+    for part in ("train", "held-out"):
+        written = sorted(p.name for p in (out / "traces" / part).glob("*.csv"))
+        assert written == ["batch_60s.csv", "frontend_60s.csv"], part
+    lengths = [len((out / "traces" / part / "batch_60s.csv").read_text().splitlines()) - 1 for part in ("train", "held-out")]
+    assert lengths == [320, 80]  # the last 20% held out
+    assert "training traces: 2" in result.stderr
+
+
+def test_training_on_a_folder_without_traces_is_refused(tmp_path: Path) -> None:
+    from test_cli_errors import assert_one_line_error
+
+    assert_one_line_error(run_cli("train", "--traces", str(tmp_path)), "--traces", "no directory of *.csv traces")

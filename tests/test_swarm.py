@@ -4,7 +4,7 @@ memory limits, a real numpy inference server, a real Prometheus, real client-sid
 from __future__ import annotations
 
 import json
-import subprocess
+import logging
 import threading
 import time
 
@@ -12,13 +12,14 @@ import numpy as np
 import pytest
 
 from rlscale.controller.config import GuardSettings
-from rlscale.controller.main import live_policy
 from rlscale.controller.swarm import DEAD
-from rlscale.controller.swarm_actuator import APPLIED, ORIGINAL_SPEC
+from rlscale.controller.swarm_actuator import ORIGINAL_SPEC
 from rlscale.rig import deploy
 from rlscale.rig.loadgen import run_load
 
-from swarm_rig import INTERVAL_S, Background, Fixed, docker_cli, engine, fail_static_reason, rig, running, wait_until  # noqa: F401 (fixtures)
+from conftest import wait_until
+from controller_fixtures import Fixed, failing
+from swarm_rig import INTERVAL_S, Background, MovableClock, docker_cli, engine, rig, running  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.swarm
 SLO_S = 1.0
@@ -28,8 +29,23 @@ def replicas(rig, name: str) -> int:
     return deploy.service_replicas(rig.api, name)
 
 
-def rlscale_labels(rig, name: str) -> dict[str, str]:
-    return {k: v for k, v in (rig.spec(name)["Spec"].get("Labels") or {}).items() if k in (ORIGINAL_SPEC, APPLIED)}
+def saved_original(rig, name: str) -> dict[str, int] | None:
+    """The shape rlscale saved in the service's label (None: the service has its own)."""
+    text = (rig.spec(name)["Spec"].get("Labels") or {}).get(ORIGINAL_SPEC)
+    return None if text is None else json.loads(text)
+
+
+def fail_static_reason(controller, service) -> str | None:
+    return failing(controller).get(service.name)
+
+
+def handed_back(rig, controller, service, reason: str | None) -> bool:
+    """Failing static for `reason` (None: released), with its original spec (one replica) back and rlscale's label gone."""
+    return (fail_static_reason(controller, service), replicas(rig, service.name), saved_original(rig, service.name)) == (reason, 1, None)
+
+
+def deciding(rig, controller, service, wanted: int = 2) -> bool:
+    return fail_static_reason(controller, service) is None and replicas(rig, service.name) == wanted
 
 
 def killed_and_settled(rig, name: str) -> bool:
@@ -45,7 +61,7 @@ def test_load_step_raises_replicas_and_latency_recovers(rig, policy: str) -> Non
         "rlscale.io/slo-latency-seconds": str(SLO_S), "rlscale.io/hpa-cpu-utilization": "50", "rlscale.io/max-replicas": "6"})
     before, after, step_rps = 6, 40, 25.0
     with running(rig, service):
-        controller = rig.controller(live_policy(policy))
+        controller = rig.controller(policy)  # loaded and checked (finite, self-test) as `controller run` does
         runner = threading.Thread(target=controller.run, daemon=True)
         runner.start()
         try:
@@ -68,43 +84,70 @@ def test_load_step_raises_replicas_and_latency_recovers(rig, policy: str) -> Non
         tail = report.window(before + after - 8, before + after).figures()
         print(f"{policy}: {at_step} replicas at the step, more {rose:.1f} s after it; last 8 s: {tail}")
         assert tail["errors"] == 0 and tail["p95_s"] < SLO_S, tail  # measured by the client, under the SLO again
-        assert replicas(rig, service.name) == 1 and rlscale_labels(rig, service.name) == {}  # the original spec back
+        assert replicas(rig, service.name) == 1 and saved_original(rig, service.name) is None  # the original spec back
 
 
-def test_someone_elses_update_is_retried_and_kept(rig) -> None:
+def test_someone_elses_update_is_retried_and_their_scale_wins(rig) -> None:
     service = rig.service()
     with running(rig, service):
         armed = []
 
         class Interleaved:
-            """The Engine API, with someone else's `docker service update` between rlscale's read and its write."""
+            """The Engine API, with someone else's `docker service update` between rlscale's listing and its write."""
 
             def __getattr__(self, name: str):
                 return getattr(rig.api, name)
 
-            def inspect_service(self, *args, **kwargs):
-                found = rig.api.inspect_service(*args, **kwargs)
+            def update_service(self, *args, **kwargs):
                 while armed:
                     armed.pop()()
-                return found
+                return rig.api.update_service(*args, **kwargs)
 
-        controller = rig.controller(Fixed(2), api=Interleaved(), guard=GuardSettings(scale_down_cooldown_s=0))
+        clock = MovableClock()
+        controller = rig.controller(Fixed(2), api=Interleaved(), clock=clock, guard=GuardSettings(scale_down_cooldown_s=0),
+                                    human_edit_cooldown_s=600)
         armed.append(lambda: docker_cli(rig, "service", "update", "--detach", "--label-add", "team=payments", service.name))
         version = rig.spec(service.name)["Version"]["Index"]
         controller.step()
         spec = rig.spec(service.name)
-        assert spec["Version"]["Index"] >= version + 2  # theirs, then rlscale's retried write
+        assert spec["Version"]["Index"] >= version + 2  # theirs, then rlscale's, made again on their version
         assert spec["Spec"]["Labels"]["team"] == "payments" and replicas(rig, service.name) == 2  # both changes stand
         assert 'rlscale_api_errors_total{kind="conflict"} 1.0' in controller.telemetry.exposition().decode()
-        # someone scales the service by hand: their replicas win, and become what a restore gives back
+        # someone scales the service by hand: their replicas win, become the original, and rlscale stays away a while
         docker_cli(rig, "service", "scale", "--detach", f"{service.name}=3")
         controller.step()
-        assert replicas(rig, service.name) == 3
-        assert json.loads(rig.spec(service.name)["Spec"]["Labels"][ORIGINAL_SPEC])["replicas"] == 3
-        controller.step()  # from there rlscale decides again
-        assert replicas(rig, service.name) == 2
+        assert fail_static_reason(controller, service) == "HumanEdit"
+        assert replicas(rig, service.name) == 3 and saved_original(rig, service.name) is None
+        controller.step()
+        assert replicas(rig, service.name) == 3  # left alone during the cooldown
+        clock.advance(600)
+        controller.step()  # from there rlscale decides again, and their 3 is what a restore gives back
+        assert replicas(rig, service.name) == 2 and saved_original(rig, service.name)["replicas"] == 3
         controller.shutdown()
-        assert replicas(rig, service.name) == 3 and rlscale_labels(rig, service.name) == {}
+        assert replicas(rig, service.name) == 3 and saved_original(rig, service.name) is None
+
+
+def test_paused_or_unselected_services_get_their_spec_back_and_events_are_log_lines(rig, caplog) -> None:
+    paused, released = rig.service(), rig.service()
+    with running(rig, paused), running(rig, released):
+        controller = rig.controller(Fixed(2))
+        controller.log.propagate = True  # the JSON lines also reach caplog
+        try:
+            with caplog.at_level(logging.INFO, logger="rlscale.controller"):
+                controller.step()
+                assert replicas(rig, paused.name) == replicas(rig, released.name) == 2
+                docker_cli(rig, "service", "update", "--detach", "--label-add", "rlscale.io/paused=true", paused.name)
+                docker_cli(rig, "service", "update", "--detach", "--label-rm", "rlscale.io/managed", released.name)
+                controller.step()
+        finally:
+            controller.log.propagate = False
+        assert handed_back(rig, controller, paused, "Paused") and handed_back(rig, controller, released, None)
+        events = sorted((r.service, r.reason) for r in caplog.records if r.getMessage() == "event")
+        assert events == sorted([(paused.name, "RlscaleScaled"), (released.name, "RlscaleScaled"),
+                                 (paused.name, "RlscaleFailStatic"), (released.name, "RlscaleReleased")])
+        version = rig.spec(paused.name)["Version"]["Index"]
+        controller.step()
+        assert rig.spec(paused.name)["Version"]["Index"] == version  # kept away while paused
 
 
 def test_dry_run_and_shadow_write_nothing(rig) -> None:
@@ -115,6 +158,8 @@ def test_dry_run_and_shadow_write_nothing(rig) -> None:
             controller = rig.controller(Fixed(2), mode=mode)
             for _ in range(2):
                 controller.step()
+            state = controller.backend.observe()[service.name]  # the seam's view, as LiveClusterEnv reads it
+            assert (state.replicas_desired, state.replicas_ready, state.in_place_resize) == (1, 1, False)  # resizing rolls
             exposition = controller.telemetry.exposition().decode()
             assert f'rlscale_decisions_total{{outcome="{mode.replace("-", "_")}",service="{service.name}"}} 2.0' in exposition
             assert f'rlscale_policy_replicas{{service="{service.name}"}} 2.0' in exposition  # what it would do
@@ -130,8 +175,8 @@ def test_unusable_labels_fail_that_service_static_alone(rig) -> None:
         assert replicas(rig, good.name) == replicas(rig, bad.name) == 2
         docker_cli(rig, "service", "update", "--detach", "--label-add", "rlscale.io/max-replicas=lots", bad.name)
         controller.step()
-        assert replicas(rig, bad.name) == 1 and rlscale_labels(rig, bad.name) == {}  # its original spec back
-        assert replicas(rig, good.name) == 2 and rlscale_labels(rig, good.name) != {}  # the other one goes on
+        assert replicas(rig, bad.name) == 1 and saved_original(rig, bad.name) is None  # its original spec back
+        assert replicas(rig, good.name) == 2 and saved_original(rig, good.name) is not None  # the other one goes on
         exposition = controller.telemetry.exposition().decode()
         assert f'rlscale_fail_static{{reason="InvalidLabels",service="{bad.name}"}} 1.0' in exposition
 
@@ -144,11 +189,10 @@ def test_prometheus_down_fails_static_and_recovers(rig) -> None:
         assert replicas(rig, service.name) == 2
         controller.backend.prometheus.url = "http://127.0.0.1:9"  # nothing listens there
         controller.step()
-        assert fail_static_reason(controller) == "PrometheusUnavailable"
-        assert replicas(rig, service.name) == 1 and rlscale_labels(rig, service.name) == {}  # the original spec back
+        assert handed_back(rig, controller, service, "PrometheusUnavailable")
         controller.backend.prometheus.url = rig.prometheus.url
         controller.step()
-        assert fail_static_reason(controller) is None and replicas(rig, service.name) == 2
+        assert deciding(rig, controller, service)
 
 
 def test_oom_kill_fails_static_and_recovers(rig) -> None:
@@ -162,14 +206,12 @@ def test_oom_kill_fails_static_and_recovers(rig) -> None:
         assert report.figures()["ok"] == 0  # no request survived its own memory
         wait_until(lambda: killed_and_settled(rig, service.name), 15, "OOM-killed tasks, all of them finished")
         controller.step()
-        assert fail_static_reason(controller) == "OOMKilled"
-        assert rlscale_labels(rig, service.name) == {} and replicas(rig, service.name) == 1
+        assert handed_back(rig, controller, service, "OOMKilled")
         deploy.wait_running(rig.api, service.name, 1, timeout_s=30)
         rig.wait_for_metrics(service.name)
         controller.step()
-        assert fail_static_reason(controller) is None and replicas(rig, service.name) == 2  # deciding again
-        exposition = controller.telemetry.exposition().decode()
-        assert f'rlscale_fail_static{{reason="OOMKilled",service="{service.name}"}} 0.0' in exposition
+        assert deciding(rig, controller, service)
+        assert "rlscale_fail_static{" not in controller.telemetry.exposition().decode()  # only a current reason is exported
 
 
 def test_dockerd_restarted_mid_run(rig) -> None:
@@ -182,11 +224,33 @@ def test_dockerd_restarted_mid_run(rig) -> None:
         try:
             for _ in range(2):
                 controller.step()  # no exception escapes while the engine is away
-            assert fail_static_reason(controller) == "ApiErrors"
+            assert fail_static_reason(controller, service) == "ApiErrors"
         finally:
             deploy.start_engine()
         deploy.wait_running(rig.api, service.name, 2, timeout_s=60)  # the swarm brings the tasks back
         rig.wait_for_metrics(service.name)
         controller.step()
-        assert fail_static_reason(controller) is None and replicas(rig, service.name) == 2
+        assert deciding(rig, controller, service)
         assert 'rlscale_api_errors_total{kind="transient"}' in controller.telemetry.exposition().decode()
+
+
+def test_live_cluster_env_steps_on_swarm_with_the_simulated_envs_spaces(rig) -> None:
+    from rlscale.controller.live_env import LiveClusterEnv
+    from rlscale.env import codec
+
+    service = rig.service()
+    with running(rig, service):
+        controller = rig.controller(Fixed(1), interval_s=2.0)
+        env = LiveClusterEnv(controller.backend)
+        try:
+            observation, _ = env.reset(seed=0)
+            assert env.observation_space.contains(observation)
+            most = (codec.UTILIZATIONS.index(0.3), 0, codec.ANTICIPATIONS.index("peak"), codec.REQUEST_SHARES.index(1.0))
+            observation, reward, terminated, truncated, info = env.step(most)
+            assert env.observation_space.contains(observation) and reward == reward and not (terminated or truncated)
+            decision = info["services"][service.name]["decision"]
+            assert decision["hpa_floor"] and decision["replicas"] <= replicas(rig, service.name)  # rlscale's HPA above the floor
+        finally:
+            env.close()
+            controller.shutdown()
+        assert replicas(rig, service.name) == 1 and saved_original(rig, service.name) is None

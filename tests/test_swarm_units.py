@@ -12,14 +12,16 @@ import pytest
 import requests
 import yaml
 
+from rlscale.controller.api_errors import ApiFailure, classify, failure, with_retries
 from rlscale.controller.config import ControllerConfig
-from rlscale.controller.kube import ApiFailure
-from rlscale.controller.metrics_source import MetricsProblem
+from rlscale.controller.problems import ServiceProblem
 from rlscale.controller.swarm import SwarmBackend
-from rlscale.controller.swarm_actuator import Shape, classify_docker, docker_retries
+from rlscale.controller.swarm_actuator import ORIGINAL_SPEC, Shape, SwarmActuator, pinned_spec, restored_spec
 from rlscale.controller.swarm_hpa import TaskReading, hpa_spec, metric_replicas
 from rlscale.controller.swarm_stats import engine_time, working_set
 from rlscale.env.emulator.api import LATENCY_BUCKETS_S
+from rlscale.env.hpa import HpaDecision
+from rlscale.env.state import Decision
 from rlscale.rig import server
 from rlscale.rig.loadgen import LoadReport, arrival_times
 
@@ -66,12 +68,18 @@ def test_shape_reads_and_writes_only_replicas_and_resources() -> None:
     assert Shape.parse(shape.dump()) == shape
 
 
-def test_fields_someone_else_changed_win() -> None:
-    original = Shape(1, 500, 0, 1000, 0)
-    applied = Shape(3, 500, 0, 1000, 0)  # rlscale scaled to 3
-    current = Shape(3, 900, 0, 1000, 0)  # then someone raised the CPU limit
-    assert original.merged(current, applied) == Shape(1, 900, 0, 1000, 0)
-    assert original.merged(Shape(5, 500, 0, 1000, 0), applied) == Shape(5, 500, 0, 1000, 0)  # and scaled to 5
+def test_specs_write_only_what_changes() -> None:
+    original = Shape.of(SPEC)
+    three = dataclasses.replace(original, replicas=3)
+    pinned = pinned_spec(SPEC, None, original, three)
+    assert pinned["Mode"]["Replicated"]["Replicas"] == 3 and Shape.parse(pinned["Labels"][ORIGINAL_SPEC]) == original
+    assert pinned_spec(pinned, original, original, three) is None  # as wanted, the original saved
+    assert pinned_spec(pinned, None, original, three)["Labels"] == pinned["Labels"]  # a stripped label is written back
+    restored = restored_spec(pinned, original)
+    assert restored["Mode"]["Replicated"]["Replicas"] == 2 and restored["Labels"] == SPEC["Labels"]
+    assert restored_spec(SPEC, original) is None  # nothing of rlscale's to undo
+    with pytest.raises(ValueError, match="JSON object"):
+        Shape.parse("[1, 2]")
 
 
 @pytest.mark.parametrize(("error", "kind"), [
@@ -84,7 +92,13 @@ def test_fields_someone_else_changed_win() -> None:
     (FileNotFoundError("no socket"), "transient"),
 ])
 def test_engine_errors_are_classified(error: Exception, kind: str) -> None:
-    assert classify_docker(error)[0] == kind
+    assert classify(error)[0] == kind
+
+
+def test_an_engine_not_found_names_what_is_gone() -> None:
+    gone = failure(docker_error(404, "No such container: 0123"))
+    assert (gone.kind, gone.status, gone.gone, gone.detail) == ("permanent", 404, True, "404 No such container: 0123")
+    assert not failure(docker_error(404, "page not found")).gone  # a route the engine has not got, not an object
 
 
 def test_retries_reread_after_conflicts_and_stop_at_permanent_errors() -> None:
@@ -97,18 +111,19 @@ def test_retries_reread_after_conflicts_and_stop_at_permanent_errors() -> None:
         return "written"
 
     clock = NoClock()
-    assert docker_retries(action, clock, on_error=kinds.append) == "written"
+    assert with_retries(action, clock, on_error=kinds.append) == "written"
     assert kinds == ["conflict", "conflict"] and clock.slept == [0.2, 0.4]
     with pytest.raises(ApiFailure, match="permanent: 404 service web not found"):
-        docker_retries(lambda: (_ for _ in ()).throw(docker_error(404, "service web not found")), clock)
+        with_retries(lambda: (_ for _ in ()).throw(docker_error(404, "service web not found")), clock)
     with pytest.raises(ApiFailure, match="transient"):
-        docker_retries(lambda: (_ for _ in ()).throw(requests.exceptions.ConnectionError()), NoClock(), attempts=2)
+        with_retries(lambda: (_ for _ in ()).throw(requests.exceptions.ConnectionError()), NoClock(), attempts=2)
 
 
 def managed(labels: dict[str, str], **spec: Any) -> Any:
-    backend = SwarmBackend(ControllerConfig(platform="swarm"), None, None, None, NoClock())  # type: ignore[arg-type]
+    clock = NoClock()
+    backend = SwarmBackend(ControllerConfig(platform="swarm"), None, None, SwarmActuator(None, clock), clock)  # type: ignore[arg-type]
     service = {"ID": "id1", "Spec": {**json.loads(json.dumps(SPEC)), **spec, "Labels": labels}}
-    return backend._managed(service)
+    return backend._managed(service, 0.0)
 
 
 def test_labels_set_bounds_slo_and_the_hpa() -> None:
@@ -116,24 +131,27 @@ def test_labels_set_bounds_slo_and_the_hpa() -> None:
                      "rlscale.io/cpu-limit-range": "250m,2", "rlscale.io/hpa-cpu-utilization": "60",
                      "rlscale.io/hpa-scale-down-window-seconds": "0"})
     assert (found.bounds.min_replicas, found.bounds.max_replicas, found.bounds.min_cpu_limit, found.bounds.max_cpu_limit) == (2, 6, 0.25, 2.0)
-    assert found.spec.slo_latency_s == 0.3 and found.hpa.target_cpu_utilization_percent == 60
+    assert found.settings.slo_latency_s == 0.3 and found.hpa.target_cpu_utilization_percent == 60
     assert found.hpa.behavior.scale_down.stabilization_window_seconds == 0
 
 
-@pytest.mark.parametrize(("labels", "spec", "fragment"), [
-    ({}, {}, "label rlscale.io/max-replicas is required"),
-    ({"rlscale.io/max-replicas": "many"}, {}, "rlscale.io/max-replicas='many'"),
-    ({"rlscale.io/max-replicas": "2", "rlscale.io/min-replicas": "3"}, {}, "min-replicas 3 exceeds max-replicas 2"),
-    ({"rlscale.io/max-replicas": "4", "rlscale.io/cpu-limit-range": "1"}, {}, "expected 'min,max'"),
-    ({"rlscale.io/max-replicas": "4", "rlscale.io/slo-latency-seconds": "-1"}, {}, "must be a positive number"),
-    ({"rlscale.io/max-replicas": "4", "rlscale.io/slo-quantile": "0.2"}, {}, "must be in [0.5, 1)"),
-    ({"rlscale.io/max-replicas": "4"}, {"Mode": {"Global": {}}}, "not replicated"),
-    ({"rlscale.io/max-replicas": "4"}, {"TaskTemplate": {"ContainerSpec": {"Image": "x"}}}, "needs a CPU and a memory limit"),
+@pytest.mark.parametrize(("labels", "spec", "reason", "fragment"), [
+    ({}, {}, "InvalidLabels", "rlscale.io/max-replicas is required"),
+    ({"rlscale.io/max-replicas": "many"}, {}, "InvalidLabels", "rlscale.io/max-replicas: must be a whole number >= 1 (got 'many')"),
+    ({"rlscale.io/max-replicas": "2", "rlscale.io/min-replicas": "3"}, {}, "InvalidLabels", "min-replicas (3) exceeds"),
+    ({"rlscale.io/max-replicas": "4", "rlscale.io/cpu-limit-range": "1"}, {}, "InvalidLabels", "expected 'min,max'"),
+    ({"rlscale.io/max-replicas": "4", "rlscale.io/slo-latency-seconds": "-1"}, {}, "InvalidLabels", "must be > 0"),
+    ({"rlscale.io/max-replicas": "4", "rlscale.io/slo-quantile": "1"}, {}, "InvalidLabels", "strictly between 0 and 1"),
+    ({"rlscale.io/max-replicas": "4", "rlscale.io/paused": "maybe"}, {}, "InvalidLabels", "expected 'true' or 'false'"),
+    ({"rlscale.io/max-replicas": "4", "rlscale.io/hpa-cpu-utilization": "0"}, {}, "InvalidLabels", "hpa-cpu-utilization: must be"),
+    ({"rlscale.io/max-replicas": "4", ORIGINAL_SPEC: "{not json"}, {}, "InvalidLabels", "rlscale.io/original-spec: expected a JSON"),
+    ({"rlscale.io/max-replicas": "4"}, {"Mode": {"Global": {}}}, "TargetInvalid", "not replicated"),
+    ({"rlscale.io/max-replicas": "4"}, {"TaskTemplate": {"ContainerSpec": {"Image": "x"}}}, "TargetInvalid", "needs a CPU and a memory limit"),
 ])
-def test_unusable_labels_are_a_problem_of_that_service(labels: dict[str, str], spec: dict[str, Any], fragment: str) -> None:
-    with pytest.raises(MetricsProblem, match="InvalidLabels") as problem:
+def test_unusable_labels_are_a_problem_of_that_service(labels: dict[str, str], spec: dict[str, Any], reason: str, fragment: str) -> None:
+    with pytest.raises(ServiceProblem) as problem:
         managed(labels, **spec)
-    assert fragment in str(problem.value) and "service web" in str(problem.value)
+    assert problem.value.reason == reason and fragment in str(problem.value) and "service web" in str(problem.value)
 
 
 @pytest.mark.parametrize(("tasks", "current", "expected"), [
@@ -182,3 +200,131 @@ def test_controller_config_platform(tmp_path: Path) -> None:
     assert_one_line_error(run_cli("controller", "run", "--config", str(path)), "platform", "must be one of kubernetes, swarm")
     path.write_text(yaml.safe_dump({"platform": "swarm"}))
     assert_one_line_error(run_cli("controller", "run", "--config", str(path), "--platform", "nomad"), "--platform", "must be one of")
+
+
+class FakeEngine:
+    """The few Engine API calls discovery and actuation make, over specs in memory (with the version index)."""
+
+    def __init__(self, **specs: dict[str, Any]) -> None:
+        self.stored = {name: {"ID": f"id-{name}", "Version": {"Index": 1}, "Spec": {**json.loads(json.dumps(spec)), "Name": name}}
+                       for name, spec in specs.items()}
+        self.updates = 0
+
+    def services(self) -> list[dict[str, Any]]:
+        return json.loads(json.dumps(list(self.stored.values())))
+
+    def tasks(self) -> list[dict[str, Any]]:
+        return []
+
+    def nodes(self) -> list[dict[str, Any]]:
+        return []
+
+    def inspect_service(self, service_id: str) -> dict[str, Any]:
+        return next(json.loads(json.dumps(s)) for s in self.stored.values() if s["ID"] == service_id)
+
+    def update_service(self, service_id: str, version: int, *, task_template: Any, name: str, labels: Any, mode: Any, **_: Any) -> None:
+        stored = next(s for s in self.stored.values() if s["ID"] == service_id)
+        if version != stored["Version"]["Index"]:
+            raise docker_error(500, "rpc error: code = Unknown desc = update out of sequence")
+        stored["Spec"].update({"TaskTemplate": task_template, "Labels": labels, "Mode": mode})
+        stored["Version"]["Index"] += 1
+        self.updates += 1
+
+    def edit(self, name: str, replicas: int | None = None, labels: dict[str, str | None] | None = None) -> None:
+        """Someone else's `docker service update`."""
+        spec = self.stored[name]["Spec"]
+        if replicas is not None:
+            spec["Mode"]["Replicated"]["Replicas"] = replicas
+        for key, value in (labels or {}).items():
+            if value is None:
+                spec["Labels"].pop(key, None)
+            else:
+                spec["Labels"][key] = value
+        self.stored[name]["Version"]["Index"] += 1
+
+
+class MovingClock(NoClock):
+    def __init__(self) -> None:
+        super().__init__()
+        self.t = 1000.0
+
+    def now(self) -> float:
+        return self.t
+
+
+def swarm(engine: FakeEngine, **config: Any) -> SwarmBackend:
+    clock = MovingClock()
+    settings = ControllerConfig(platform="swarm", selector="rlscale.io/managed=true", human_edit_cooldown_s=600.0, **config)
+    return SwarmBackend(settings, engine, None, SwarmActuator(engine, clock), clock)  # type: ignore[arg-type]
+
+
+def replicas_of(engine: FakeEngine, name: str) -> int:
+    return engine.stored[name]["Spec"]["Mode"]["Replicated"]["Replicas"]
+
+
+def decision(replicas: int | None, **fields: Any) -> Decision:
+    return Decision(replicas, 0.5, 0.5, 2.0**28, 2.0**28, **fields)
+
+
+@pytest.mark.parametrize(("floor", "proposal", "expected"), [(1, 3, 3), (4, 3, 4), (2, 9, 6), (None, 5, 5)],
+                         ids=["hpa-above-floor", "floor-above-hpa", "capped-at-max", "hpa-alone"])
+def test_a_floor_gets_the_larger_of_itself_and_rlscales_hpa(floor: int | None, proposal: int, expected: int) -> None:
+    engine = FakeEngine(web=SPEC)
+    backend = swarm(engine)
+    backend.discover()
+    backend.hpa.decisions["web"] = HpaDecision(proposal, "cpu above target", None)
+    backend.apply_one("web", decision(floor, hpa_floor=floor is not None, hpa_target_utilization=50))
+    assert replicas_of(engine, "web") == expected
+    assert backend._hpa_settings["web"] == (50, None)  # the HPA's next reconcile is at the decision's target
+    backend.discover()
+    assert backend.services["web"].hpa.target_cpu_utilization_percent == 50
+
+
+def test_a_shape_someone_else_set_is_the_new_original_and_left_alone() -> None:
+    engine = FakeEngine(web=SPEC)
+    backend = swarm(engine)
+    backend.discover()
+    backend.apply_one("web", decision(4))
+    assert replicas_of(engine, "web") == 4 and Shape.parse(engine.stored["web"]["Spec"]["Labels"][ORIGINAL_SPEC]).replicas == 2
+    engine.edit("web", replicas=3)  # `docker service scale web=3`
+    backend.clock.t += 30
+    backend.discover()
+    managed = backend.services["web"]
+    assert managed.ownership.edited and managed.ownership.original.replicas == 3 and managed.ownership.left_alone(backend.clock.t)
+    assert "replicas 3" in managed.owned
+    assert backend.restore("web") and replicas_of(engine, "web") == 3  # their replicas kept, rlscale's label dropped
+    assert ORIGINAL_SPEC not in engine.stored["web"]["Spec"]["Labels"]
+    backend.clock.t += 600
+    backend.discover()
+    assert not backend.services["web"].ownership.left_alone(backend.clock.t)
+
+
+def test_a_stripped_label_never_makes_rlscales_shape_original_and_shutdown_restores_every_service() -> None:
+    engine = FakeEngine(web=SPEC, other=SPEC)
+    backend = swarm(engine)
+    backend.discover()
+    backend.apply_one("web", decision(4))
+    backend.apply_one("other", decision(5))
+    engine.edit("web", labels={ORIGINAL_SPEC: None})  # a `docker stack deploy` from a file that lacks it
+    engine.edit("other", labels={"rlscale.io/managed": None})  # no longer selected
+    backend.discover()
+    assert backend.services["web"].ownership.original.replicas == 2 and not backend.services["web"].ownership.edited
+    assert list(backend.orphans) == ["other"] and backend.restore_orphan("other") and replicas_of(engine, "other") == 2
+    backend.apply_one("web", decision(4))  # the original written back
+    assert Shape.parse(engine.stored["web"]["Spec"]["Labels"][ORIGINAL_SPEC]).replicas == 2
+    engine.edit("web", labels={ORIGINAL_SPEC: None})
+    assert backend.restore_all() == [] and replicas_of(engine, "web") == 2 and ORIGINAL_SPEC not in engine.stored["web"]["Spec"]["Labels"]
+
+
+def test_a_write_that_meets_someone_elses_label_is_made_again_but_not_over_their_shape() -> None:
+    engine = FakeEngine(web=SPEC)
+    backend = swarm(engine)
+    backend.discover()
+    engine.edit("web", labels={"team": "payments"})  # between the listing and the write
+    backend.apply_one("web", decision(3))
+    assert replicas_of(engine, "web") == 3 and engine.stored["web"]["Spec"]["Labels"]["team"] == "payments"
+    backend.discover()
+    engine.edit("web", replicas=5)
+    with pytest.raises(ApiFailure, match="conflict"):
+        backend.apply_one("web", decision(4))  # the next loop decides again, by the ownership rules
+    assert replicas_of(engine, "web") == 5

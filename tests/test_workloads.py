@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rlscale.env.workloads import Bursty, Diurnal, FlashCrowd, Ramp, Step, TraceReplay, load_trace
+from rlscale.env.workloads import Bursty, Diurnal, FlashCrowd, OnOff, Ramp, Sparse, Step, TraceReplay, load_trace
 from rlscale.errors import UserInputError
 
 
@@ -119,3 +119,19 @@ def test_ramp_and_step() -> None:
     assert ramp[10] == 0 and ramp[60] == pytest.approx(50) and ramp[150] == 100
     step = Step(base_rps=3, step_rps=9, at_s=5).rates(10, np.random.default_rng(0))
     assert step.tolist() == [3.0] * 5 + [9.0] * 5
+
+
+def test_sparse_load_is_mostly_idle_with_bursts_of_random_height() -> None:
+    load = Sparse(burst_rps=100.0, mean_gap_s=1800.0, mean_burst_s=120.0)
+    rates = load.rates(86_400, np.random.default_rng(3))
+    busy = rates > 0
+    assert 0.02 < busy.mean() < 0.2  # ~120 s of bursts per ~1920 s
+    heights = np.unique(rates[busy])
+    assert len(heights) > 5 and heights.min() >= 25.0 and heights.max() <= 100.0
+    starts = np.flatnonzero(np.diff(busy.astype(int)) == 1)
+    assert 20 < len(starts) < 80  # Poisson arrivals of bursts, ~45 a day
+
+
+def test_on_off_is_a_square_wave() -> None:
+    rates = OnOff(on_rps=10.0, off_rps=1.0, on_s=60.0, off_s=120.0, start_s=30.0).rates(360, np.random.default_rng(0))
+    assert list(rates[:30]) == [10.0] * 30 and list(rates[30:150]) == [1.0] * 120 and list(rates[150:210]) == [10.0] * 60

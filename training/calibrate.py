@@ -29,6 +29,7 @@ import numpy as np
 import yaml
 
 from rlscale.controller.config import ControllerConfig
+from rlscale.controller.metrics_source import namespace_pattern
 from rlscale.env.scenario import DEFAULT_SLO_BUDGET, Prices, scenario_from_config
 from rlscale.errors import UserInputError
 from rlscale.training import calibrate_fit as fit
@@ -286,7 +287,7 @@ def calibrate(options: CalibrateOptions, say: Callable[[str], None] = lambda lin
     prometheus = PrometheusHistory(options.prometheus)
     say(f"reading the services from the {options.platform} API")
     facts, pool = _platform_facts(options, window, prometheus)
-    app = AppQueries(settings.profile, settings.app_selector.format(namespace=options.namespace), settings.app_label)
+    app = AppQueries(settings.profile, settings.app_selector.format(namespaces=namespace_pattern((options.namespace,))), settings.app_label)
     calibrations = []
     for service in facts:
         say(f"{service.name}: reading {window.count} intervals of {window.step:g} s from {prometheus.url} "

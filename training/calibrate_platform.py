@@ -139,7 +139,7 @@ def kubernetes_services(client: Any, namespace: str, names: list[str], selector:
 
 def _kubernetes_service(client: Any, name: str, hpa: Any, deployment: Any, pods: list[Any], resize: str,
                         window_start: float) -> ServiceFacts:
-    from rlscale.controller.backend import container_resources
+    from rlscale.controller.views import container_resources
 
     annotations = dict((hpa.metadata.annotations if hpa is not None else deployment.metadata.annotations) or {})
     where = f"{'HorizontalPodAutoscaler' if hpa is not None else 'Deployment'} {deployment.metadata.namespace}/{name}"
@@ -149,7 +149,9 @@ def _kubernetes_service(client: Any, name: str, hpa: Any, deployment: Any, pods:
     container = next((c for c in containers if c.name == wanted), None)
     if container is None:
         raise UserInputError(f"{where}: {ANNOTATION_PREFIX}container", f"no container {wanted!r} in the Deployment")
-    resources = container_resources(container)
+    resources = container_resources(client.sanitize_for_serialization(container.resources) or {})
+    if resources is None:
+        raise UserInputError(f"{where}: container {container.name}", "its CPU/memory requests or limits do not parse as positive quantities")
     notes: list[str] = []
     target = behavior = None
     if hpa is not None:

@@ -45,15 +45,18 @@ class RandomizationSettings:
     noise: tuple[float, float] = (0.0, 0.15)  # multiplicative noise on the trace
     cpu_per_request: tuple[float, float] = (0.7, 1.4)  # x the service's CPU work per request
     startup: tuple[float, float] = (0.5, 2.0)  # x the service's start-up time
+    concurrency: tuple[float, float] = (0.5, 2.0)  # x the service's workers (rounded, at least one)
+    slo_latency: tuple[float, float] = (0.7, 1.5)  # x the service's SLO latency target
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything `rlscale train` needs; every field has a default."""
 
-    scenario: str = "image-classification"
+    scenario: str = "image-classification"  # validated on (and its HPA tuned as the reference to beat)
     service: str | None = None  # default: the scenario's first service
-    total_timesteps: int = 500_000
+    scenarios: tuple[str, ...] = ("image-classification", "inference-mix")  # trained on: every service of each
+    total_timesteps: int = 200_000
     n_envs: int = 2  # environments, each in its own process
     seed: int = 0
     episode_s: int = 4 * 3600
@@ -84,6 +87,7 @@ def config_from_reader(reader: Reader) -> TrainConfig:
     config = TrainConfig(
         scenario=reader.string("scenario", defaults.scenario),
         service=reader.string("service", defaults.service),
+        scenarios=tuple(reader.strings("scenarios", defaults.scenarios)),
         total_timesteps=reader.number("total_timesteps", defaults.total_timesteps, min_value=1, integer=True),
         n_envs=reader.number("n_envs", defaults.n_envs, min_value=1, max_value=64, integer=True),
         seed=reader.number("seed", defaults.seed, min_value=0, integer=True),
@@ -129,6 +133,8 @@ def _randomization(reader: Reader) -> RandomizationSettings:
         noise=reader.pair("noise", d.noise, min_value=0.0, max_value=1.0),
         cpu_per_request=reader.pair("cpu_per_request", d.cpu_per_request),
         startup=reader.pair("startup", d.startup),
+        concurrency=reader.pair("concurrency", d.concurrency),
+        slo_latency=reader.pair("slo_latency", d.slo_latency),
     )
     reader.done()
     return settings

@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from rlscale.env.scenario import Scenario
-from rlscale.env.workloads import Bursty, Diurnal, FlashCrowd, Trace, TraceReplay, Workload, load_trace
+from rlscale.env.workloads import Bursty, Diurnal, FlashCrowd, OnOff, Sparse, Trace, TraceReplay, Workload, load_trace
 from rlscale.errors import UserInputError
 
 MAX_REPLAY_INTERVAL_S = 60.0
 PEAK_QUANTILE = 0.99
-GENERATED_SHAPES = ("diurnal", "bursty", "flash-crowd")
+GENERATED_SHAPES = ("diurnal", "bursty", "flash-crowd", "sparse", "on-off")
 
 
 @dataclass(frozen=True)
@@ -87,6 +87,10 @@ def generated(shape: str, peak_rps: float, duration_s: int) -> Workload:
     if shape == "flash-crowd":
         return FlashCrowd(base_rps=peak_rps / 5, peak_rps=peak_rps, start_s=duration_s / 3, rise_s=120.0,
                           hold_s=900.0, decay_s=900.0, jitter_s=duration_s / 6)
+    if shape == "sparse":
+        return Sparse(burst_rps=peak_rps, mean_gap_s=3_600.0, mean_burst_s=300.0)
+    if shape == "on-off":
+        return OnOff(on_rps=peak_rps, off_rps=peak_rps / 20, on_s=600.0, off_s=1_200.0)
     raise ValueError(f"unknown shape {shape!r}")
 
 

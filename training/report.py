@@ -1,41 +1,24 @@
 """The comparison as a report: `report.md` with PNG plots beside it, and a self-contained
-`report.html` (plots embedded), readable in a minute.
+`report.html` (plots embedded), readable in a minute; both rendered from the same document
+(`report_document`).
 
-Plots: for each load and service, the first seed's run over time (load and ready replicas,
-latency against the SLO, cumulative cost) for every policy; cost against SLO-violating
-intervals (a point per policy and seed); cost relative to the tuned HPA with error bars.
+Plots: the HPA frontier (the HPA's cost against SLO-violating intervals over its CPU targets)
+with every policy's point and the physical bound, which the summary leads with; for each load
+and service, the first seed's run over time (load and ready replicas, latency against the SLO,
+cumulative cost) for every policy; cost relative to the tuned HPA with error bars.
 """
 
 from __future__ import annotations
 
-import base64
-import html
 import re
 from pathlib import Path
 
 import numpy as np
 
 from rlscale.errors import UserInputError
+from rlscale.training import report_document
 from rlscale.training.compare import Comparison
 from rlscale.training.policies import REFERENCE
-
-SUMMARY_COLUMNS = (
-    ("cost", "cost ($)"),
-    ("cost_vs_reference", f"cost vs {REFERENCE}"),
-    ("slo_violation_rate", "SLO-violating intervals"),
-    ("p95_latency_s", "p95 latency (s)"),
-    ("drop_rate", "drop rate"),
-    ("oom_kills", "OOM kills"),
-    ("scaling_actions", "scaling actions"),
-    ("replica_hours", "replica-hours"),
-    ("cpu_core_hours", "CPU core-hours"),
-)
-
-
-def number(value: float) -> str:
-    """How every figure is written in the report (4 significant digits)."""
-    return f"{value:.4g}"
-
 
 def write_report(comparison: Comparison, out_dir: Path) -> list[Path]:
     """Write the plots, `report.md` and `report.html`; the files written."""
@@ -50,12 +33,12 @@ def write_report(comparison: Comparison, out_dir: Path) -> list[Path]:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserInputError(str(out_dir), f"cannot create the report directory ({exc.strerror or exc})") from None
-    colors = {p: plt.get_cmap("tab10")(i % 10) for i, p in enumerate(comparison.policies)}
-    plots = [*_timelines(comparison, out_dir, plt, colors), _scatter(comparison, out_dir, plt, colors),
+    colors = {p: plt.get_cmap("tab20")(i % 20) for i, p in enumerate(comparison.policies)}
+    plots = [_frontier_plot(comparison, out_dir, plt, colors), *_timelines(comparison, out_dir, plt, colors),
              _relative_cost(comparison, out_dir, plt, colors)]
-    markdown = _markdown(comparison, plots)
-    (out_dir / "report.md").write_text(markdown)
-    (out_dir / "report.html").write_text(_html(comparison, markdown, out_dir))
+    blocks = report_document.document(comparison, plots)
+    (out_dir / "report.md").write_text(report_document.markdown(blocks))
+    (out_dir / "report.html").write_text(report_document.page(blocks, out_dir, f"rlscale comparison: {comparison.scenario.name}"))
     return [*plots, out_dir / "report.md", out_dir / "report.html"]
 
 
@@ -111,20 +94,29 @@ def _per_seed(comparison: Comparison, policy: str, metric: str) -> list[float]:
     ]
 
 
-def _scatter(comparison: Comparison, out_dir: Path, plt, colors) -> Path:
-    fig, ax = plt.subplots(figsize=(7, 5))
+def _frontier_plot(comparison: Comparison, out_dir: Path, plt, colors) -> Path:
+    """Mean over loads: the HPA frontier, each policy's point (± std over seeds), and the bound."""
+    fig, ax = plt.subplots(figsize=(8, 5.5))
+    if comparison.frontier:
+        targets = sorted({t for points in comparison.frontier.values() for t, _, _ in points})
+        curve = [(np.mean([v for points in comparison.frontier.values() for t2, v, _ in points if t2 == t]) * 100,
+                  np.mean([c for points in comparison.frontier.values() for t2, _, c in points if t2 == t])) for t in targets]
+        ax.plot([v for v, _ in curve], [c for _, c in curve], "-o", color="0.5", lw=1.5, ms=4, label="HPA frontier (targets)")
+        for t, (v, c) in zip(targets, curve):
+            ax.annotate(f"{t}%", (v, c), fontsize=6, color="0.4", xytext=(3, 3), textcoords="offset points")
     for policy in comparison.policies:
-        ax.scatter(
-            np.asarray(_per_seed(comparison, policy, "slo_violation_rate")) * 100,
-            _per_seed(comparison, policy, "cost"),
-            color=colors[policy], label=policy, s=40, alpha=0.8,
-        )
+        violations = np.asarray(_per_seed(comparison, policy, "slo_violation_rate")) * 100
+        costs = np.asarray(_per_seed(comparison, policy, "cost"))
+        ax.errorbar(violations.mean(), costs.mean(), xerr=violations.std(), yerr=costs.std(), fmt="o",
+                    color=colors[policy], label=policy, ms=7, capsize=3)
+    bound = np.mean(_per_seed(comparison, "bound", "cost"))
+    ax.axhline(bound, color="crimson", ls=":", lw=1.2, label="bound (physical limit)")
     ax.set_xlabel("SLO-violating intervals (%)")
     ax.set_ylabel("cost ($, mean over loads)")
-    ax.set_title("cost against SLO violations (a point per policy and seed)")
-    ax.legend(fontsize=7)
+    ax.set_title("cost against reliability: below the frontier is cheaper at equal SLO")
+    ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
-    path = out_dir / "cost-vs-slo.png"
+    path = out_dir / "frontier.png"
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
@@ -146,77 +138,3 @@ def _relative_cost(comparison: Comparison, out_dir: Path, plt, colors) -> Path:
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
-
-
-def summary_markdown(comparison: Comparison) -> str:
-    """The summary table in Markdown: 'mean ± std' per policy and metric, as in the JSON."""
-    summary = comparison.summary()
-    lines = ["| policy | " + " | ".join(title for _, title in SUMMARY_COLUMNS) + " |",
-             "|---" * (len(SUMMARY_COLUMNS) + 1) + "|"]
-    for policy in comparison.policies:
-        cells = [f"{number(summary[policy][key]['mean'])} ± {number(summary[policy][key]['std'])}" for key, _ in SUMMARY_COLUMNS]
-        lines.append(f"| {policy} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def _markdown(comparison: Comparison, plots: list[Path]) -> str:
-    by_load = comparison.by_load()
-    loads = [case.name for case in comparison.cases]
-    parts = [
-        f"# rlscale comparison: {comparison.scenario.name}\n",
-        f"{len(comparison.policies)} policies on {len(loads)} loads ({', '.join(loads)}), "
-        f"{len(comparison.seeds)} seeds each. Figures are means ± standard deviation over seeds of the "
-        f"mean over loads. Rates are fractions (0.01 = 1%).\n",
-        "## Summary\n",
-        summary_markdown(comparison),
-        f"\n![cost relative to {REFERENCE}](cost-vs-hpa-tuned.png)\n",
-        "\n![cost against SLO violations](cost-vs-slo.png)\n",
-        f"\n## Per load: cost vs {REFERENCE} / SLO-violating intervals\n",
-        "| policy | " + " | ".join(loads) + " |",
-        "|---" * (len(loads) + 1) + "|",
-    ]
-    for policy in comparison.policies:
-        cells = [
-            f"{number(by_load[policy][load]['cost_vs_reference']['mean'])} / {number(by_load[policy][load]['slo_violation_rate']['mean'])}"
-            for load in loads
-        ]
-        parts.append(f"| {policy} | " + " | ".join(cells) + " |")
-    parts.append(f"\n## Tuned baselines\n\nTuned on {comparison.tuning_source}.\n")
-    for policy, settings in comparison.to_json()["tuning"]["settings"].items():
-        parts.append(f"- **{policy}**: `{settings}`")
-    parts.append("\n## Runs over time (seed 0)\n")
-    for plot in plots:
-        if plot.name.startswith("timeline-"):
-            parts.append(f"![{plot.stem}]({plot.name})\n")
-    return "\n".join(parts) + "\n"
-
-
-def _html(comparison: Comparison, markdown: str, out_dir: Path) -> str:
-    """A self-contained page: the Markdown's tables as HTML, the plots embedded as data URIs."""
-    body = []
-    rows: list[str] = []
-    for line in markdown.splitlines():
-        image = re.fullmatch(r"!\[(.*)\]\((.*)\)", line.strip())
-        if line.startswith("|"):
-            if not set(line) <= set("|-"):
-                tag = "th" if not rows else "td"
-                rows.append("<tr>" + "".join(f"<{tag}>{html.escape(c.strip())}</{tag}>" for c in line.strip("|").split("|")) + "</tr>")
-            continue
-        if rows:
-            body.append("<table>" + "".join(rows) + "</table>")
-            rows = []
-        if image:
-            data = base64.b64encode((out_dir / image.group(2)).read_bytes()).decode()
-            body.append(f'<img alt="{html.escape(image.group(1))}" src="data:image/png;base64,{data}">')
-        elif line.startswith("#"):
-            level = len(line) - len(line.lstrip("#"))
-            body.append(f"<h{level}>{html.escape(line.lstrip('#').strip())}</h{level}>")
-        elif line.strip():
-            body.append(f"<p>{html.escape(line)}</p>")
-    if rows:
-        body.append("<table>" + "".join(rows) + "</table>")
-    style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
-             "table{border-collapse:collapse;margin:1em 0;font-size:13px}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}"
-             "td:first-child,th:first-child{text-align:left}img{max-width:100%;display:block;margin:1em 0}")
-    title = html.escape(f"rlscale comparison: {comparison.scenario.name}")
-    return f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title><style>{style}</style></head><body>{''.join(body)}</body></html>\n"

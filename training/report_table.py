@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import math
+
 from rich.console import Console
 from rich.table import Table
 
 from rlscale.training.compare import Comparison
 from rlscale.training.policies import REFERENCE
+from rlscale.training.report_document import tuned_text
+from rlscale.env.scenario import PRICE_RULE_TEXT
 
 COLUMNS = (
     ("cost", "cost ($)", "{:.3f}"),
+    ("cost_vs_frontier", "cost vs HPA frontier", "{:.2f}"),
     ("cost_vs_reference", f"cost vs {REFERENCE}", "{:.2f}"),
     ("slo_violation_rate", "SLO-violating intervals (%)", "{:.1f}"),
     ("p95_latency_s", "p95 latency (s)", "{:.3f}"),
@@ -23,6 +28,8 @@ PERCENT = ("slo_violation_rate", "drop_rate")
 
 
 def _cell(key: str, value: dict[str, float], template: str) -> str:
+    if math.isnan(value["mean"]):
+        return "—"
     scale = 100.0 if key in PERCENT else 1.0
     return f"{template.format(value['mean'] * scale)} ± {template.format(value['std'] * scale)}"
 
@@ -31,11 +38,13 @@ def print_comparison(console: Console, comparison: Comparison) -> None:
     loads = ", ".join(case.name for case in comparison.cases)
     table = Table(
         title=f"{comparison.scenario.name}: {len(comparison.cases)} loads ({loads}), {len(comparison.seeds)} seeds; mean ± std over seeds",
+        caption=f"cost billed by {PRICE_RULE_TEXT[comparison.scenario.prices.rule]}; cost vs HPA frontier: over loads, at the policy's own "
+                "SLO-violation rate; bound: the physical limit",
     )
     table.add_column("policy", no_wrap=True)
     for _, header, _ in COLUMNS:
         table.add_column(header, justify="right")
-    for policy, metrics in comparison.summary().items():
+    for policy, metrics in comparison.summary().items():  # the policies, then the bound
         table.add_row(policy, *(_cell(key, metrics[key], template) for key, _, template in COLUMNS))
     console.print(table)
 
@@ -55,16 +64,4 @@ def print_comparison(console: Console, comparison: Comparison) -> None:
     console.print(detail)
     console.print(f"Baselines tuned on {comparison.tuning_source}:")
     for policy, report in comparison.tuned.report.items():
-        console.print(f"  {policy}: {_tuned_text(report)}", highlight=False)
-
-
-def _tuned_text(report: dict) -> str:
-    if "fraction" in report:
-        met = "" if report["budget_met"] else " (no fraction met every SLO budget; least excess)"
-        return f"{report['fraction']:.1%} of the cluster's CPU{met}"
-    parts = []
-    for service, r in report.items():
-        window = "default" if r["scale_down_window_s"] is None else f"{r['scale_down_window_s']} s"
-        met = "" if r["budget_met"] else f", budget {r['slo_budget']:.0%} not met: least violating"
-        parts.append(f"{service} target {r['target_utilization']}%, scale-down window {window}{met}")
-    return "; ".join(parts)
+        console.print(f"  {policy}: {tuned_text(report)}", highlight=False)

@@ -48,4 +48,7 @@ def run_policy(
         done += 1
         if on_interval is not None:
             on_interval(done, total)
+    if hasattr(policy, "fallbacks"):
+        for name in backend.managed:
+            summaries[name].fallbacks = policy.fallbacks(name)
     return summaries

@@ -44,6 +44,8 @@ class ServiceSummary:
     slower_than: np.ndarray = field(default_factory=lambda: np.zeros(len(LATENCY_EDGES_S)))
     # Interval by interval (when recorded): for plots of a run over time.
     series: dict[str, list[float]] | None = None
+    # Decisions a learned policy's safety net handed back to the HPA, by reason
+    fallbacks: dict[str, int] = field(default_factory=dict)
 
     def add(self, stats: IntervalStats, state: ServiceState) -> None:
         spec = self.spec

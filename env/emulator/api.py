@@ -19,6 +19,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from rlscale import labels
 from rlscale.env.emulator import objects
 from rlscale.env.emulator.patch import PatchError, apply_patch
 from rlscale.env.emulator.store import Key, ObjectStore
@@ -43,17 +44,20 @@ _NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 class ApiError(Exception):
     """An API failure, served as a `Status` object with its HTTP code."""
 
-    def __init__(self, code: int, reason: str, message: str) -> None:
+    def __init__(self, code: int, reason: str, message: str, details: dict[str, Any] | None = None) -> None:
         super().__init__(message)
-        self.code, self.reason, self.message = code, reason, message
+        self.code, self.reason, self.message, self.details = code, reason, message, details
 
     def status(self) -> dict[str, Any]:
-        return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-                "message": self.message, "reason": self.reason, "code": self.code}
+        status = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                  "message": self.message, "reason": self.reason, "code": self.code}
+        if self.details:
+            status["details"] = self.details  # as a real API server names the object a 404 or 409 is about
+        return status
 
 
 def not_found(resource: str, name: str) -> ApiError:
-    return ApiError(404, "NotFound", f'{resource} "{name}" not found')
+    return ApiError(404, "NotFound", f'{resource} "{name}" not found', {"name": name, "kind": resource})
 
 
 def conflict(resource: str, name: str) -> ApiError:
@@ -134,9 +138,7 @@ class ClusterApi:
             svc, self._metadata("deployments", name, {"replicas": svc.replicas, "template": (svc.template, pod_spec)}), pod_spec
         )
         self.store.put_if_changed(("deployments", self.namespace, name), deployment)
-        spec = svc.hpa_spec
-        hpa = objects.hpa(svc, self._metadata("horizontalpodautoscalers", name, spec), self.base)
-        self.store.put_if_changed(("horizontalpodautoscalers", self.namespace, name), hpa)
+        self._sync_hpa(svc)
         for p in svc.pods:
             key = ("pods", self.namespace, p.name)
             live.add(key)
@@ -152,6 +154,13 @@ class ClusterApi:
             self.store.delete(key)
             self._pod_uids.pop(key[2], None)
         self._pod_keys[name] = live
+
+    def _sync_hpa(self, svc: Any) -> None:
+        name = svc.spec.name
+        hpa = objects.hpa(svc, self._metadata("horizontalpodautoscalers", name, svc.hpa_spec), self.base)
+        key = ("horizontalpodautoscalers", self.namespace, name)
+        objects.keep_transition_times(hpa, self.store.objects.get(key))
+        self.store.put_if_changed(key, hpa)
 
     def _metadata(self, resource: str, name: str, spec: Any) -> dict[str, Any]:
         """A sim object's metadata: stable uid and creation time, labels and annotations as written,
@@ -178,15 +187,23 @@ class ClusterApi:
             return found
 
     def list(self, resource: str, namespace: str | None, label_selector: str | None = None,
-             field_selector: str | None = None) -> dict[str, Any]:
+             field_selector: str | None = None, limit: int = 0, token: str | None = None) -> dict[str, Any]:
+        """A list, or one page of it (`limit`, and the `continue` token of the page before)."""
         matches = selector(label_selector)
         name = _field_name(field_selector)
+        if limit < 0:
+            raise ApiError(400, "BadRequest", f"limit must not be negative, got {limit}")
         with self.lock:
-            items = self.store.list(resource, namespace, lambda o: matches(o["metadata"].get("labels") or {})
-                                    and name in (None, o["metadata"]["name"]))
+            try:
+                items, after, version = self.store.page(resource, namespace, lambda o: matches(o["metadata"].get("labels") or {})
+                                                        and name in (None, o["metadata"]["name"]), limit, token)
+            except ValueError as exc:
+                raise ApiError(400, "BadRequest", str(exc)) from None
             api_version, kind = KINDS[resource]
-            return {"apiVersion": api_version, "kind": f"{kind}List", "metadata": {"resourceVersion": str(self.store.resource_version)},
-                    "items": items}
+            metadata: dict[str, Any] = {"resourceVersion": str(version)}
+            if after:
+                metadata["continue"] = after
+            return {"apiVersion": api_version, "kind": f"{kind}List", "metadata": metadata, "items": items}
 
     def get_scale(self, namespace: str, name: str) -> dict[str, Any]:
         with self.lock:
@@ -281,7 +298,9 @@ class ClusterApi:
             writer(self, namespace, name, current, desired)
         except objects.Invalid as exc:
             raise invalid(resource, name, str(exc)) from None
-        if resource in SIM_RESOURCES:  # re-project only the service written to
+        if resource == "horizontalpodautoscalers":  # re-project only what was written: an HPA write changes only the HPA now
+            self._sync_hpa(self.sim.service(name))
+        elif resource in SIM_RESOURCES:  # the service written to
             self.sync(current["metadata"]["labels"][objects.APP_LABEL] if resource == "pods" else name)
         if subresource == "scale":
             return self.get_scale(namespace, name)
@@ -362,42 +381,13 @@ ClusterApi._WRITERS = {
 
 # -- selectors ---------------------------------------------------------------------------------
 
-_REQUIREMENT = re.compile(r"^\s*(!?)([A-Za-z0-9_./-]+)\s*(?:(==|=|!=)\s*([A-Za-z0-9_.-]*)|\s+(in|notin)\s*\(([^)]*)\))?\s*$")
-
 
 def selector(text: str | None) -> Callable[[dict[str, str]], bool]:
-    """A label selector (`a=b,c!=d,e in (x,y),f,!g`) as a predicate over labels."""
-    if not text:
-        return lambda labels: True
-    checks: list[Callable[[dict[str, str]], bool]] = []
-    for part in _split_selector(text):
-        match = _REQUIREMENT.match(part)
-        if match is None:
-            raise ApiError(400, "BadRequest", f"unable to parse requirement: {part!r}")
-        negate, key, op, value, set_op, values = match.groups()
-        if op in ("=", "=="):
-            checks.append(lambda labels, k=key, v=value: labels.get(k) == v)
-        elif op == "!=":
-            checks.append(lambda labels, k=key, v=value: labels.get(k) != v)
-        elif set_op:
-            options = {v.strip() for v in values.split(",") if v.strip()}
-            checks.append(lambda labels, k=key, o=options, keep=set_op == "in": (labels.get(k) in o) == keep)
-        else:
-            checks.append(lambda labels, k=key, absent=bool(negate): (k in labels) != absent)
-    return lambda labels: all(check(labels) for check in checks)
-
-
-def _split_selector(text: str) -> list[str]:
-    parts, depth, current = [], 0, ""
-    for char in text:
-        depth += char == "("
-        depth -= char == ")"
-        if char == "," and depth == 0:
-            parts.append(current)
-            current = ""
-        else:
-            current += char
-    return [*parts, current]
+    """A label selector as a predicate over labels; a malformed one is a 400."""
+    try:
+        return labels.selector(text)
+    except ValueError as exc:
+        raise ApiError(400, "BadRequest", str(exc)) from None
 
 
 def _field_name(text: str | None) -> str | None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -23,11 +23,14 @@ CFS_PERIODS_PER_SECOND = 10  # the kernel's default cfs_period_us = 100 ms
 
 
 class ClusterCollector(Collector):
-    """`nan` (a fault) makes the container CPU counters NaN, as a broken exporter would."""
+    """`nan` (a fault) makes the container CPU counters NaN, as a broken exporter would; `faults` may also
+    leave metric families out, hide some pods' cAdvisor series, or freeze them (values and timestamps)."""
 
-    def __init__(self, api: ClusterApi, nan: Callable[[], bool] = lambda: False) -> None:
+    def __init__(self, api: ClusterApi, nan: Callable[[], bool] = lambda: False, faults: Callable[[], Any] | None = None) -> None:
         self.api = api
         self.nan = nan
+        self.faults = faults
+        self._frozen: dict[str, tuple[float, float, float, float, float]] = {}  # pod -> (stamp, cpu, periods, throttled, memory)
 
     def collect(self) -> Iterator[Metric]:
         api = self.api
@@ -60,6 +63,9 @@ class ClusterCollector(Collector):
         app_requests = CounterMetricFamily("inference_requests", "Requests answered, by status code.", labels=["namespace", "service", "code"])
         latency = HistogramMetricFamily("inference_request_duration_seconds", "Request latency of answered requests.",
                                         labels=["namespace", "service"])
+        faults = self.faults() if self.faults else None
+        hidden, stale = set(getattr(faults, "hidden_pods", ())), set(getattr(faults, "stale_pods", ()))
+        self._frozen = {pod: sample for pod, sample in self._frozen.items() if pod in stale}
         with api.lock:
             telemetry = api.telemetry
             for svc in api.sim.services:
@@ -82,12 +88,17 @@ class ClusterCollector(Collector):
                     restarts.add_metric(labels, float(p.restarts))
                     if p.last_termination_reason:
                         reason.add_metric([*labels, p.last_termination_reason], 1.0)
-                    if p.node is None:
+                    if p.node is None or p.name in hidden:
                         continue
-                    cpu.add_metric(labels, math.nan if self.nan() else p.cpu_seconds, timestamp=stamp)
-                    periods.add_metric(labels, p.running_seconds * CFS_PERIODS_PER_SECOND, timestamp=stamp)
-                    throttled.add_metric(labels, p.throttled_seconds * CFS_PERIODS_PER_SECOND, timestamp=stamp)
-                    memory.add_metric(labels, p.working_set if p.started_at is not None else 0.0, timestamp=stamp)
+                    sample = (stamp, math.nan if self.nan() else p.cpu_seconds, p.running_seconds * CFS_PERIODS_PER_SECOND,
+                              p.throttled_seconds * CFS_PERIODS_PER_SECOND, p.working_set if p.started_at is not None else 0.0)
+                    if p.name in stale:
+                        sample = self._frozen.setdefault(p.name, sample)
+                    when, cpu_seconds, period_count, throttled_count, working_set = sample
+                    cpu.add_metric(labels, cpu_seconds, timestamp=when)
+                    periods.add_metric(labels, period_count, timestamp=when)
+                    throttled.add_metric(labels, throttled_count, timestamp=when)
+                    memory.add_metric(labels, working_set, timestamp=when)
                 spec_replicas.add_metric([ns, name], float(svc.replicas))
                 ready_replicas.add_metric([ns, name], float(ready_count))
                 available.add_metric([ns, name], float(ready_count))
@@ -104,5 +115,7 @@ class ClusterCollector(Collector):
             for node in api.sim.nodes:
                 allocatable.add_metric([node.name, "cpu", "core"], node.cpu)
                 allocatable.add_metric([node.name, "memory", "byte"], node.memory)
-        yield from (cpu, periods, throttled, memory, requests, limits, allocatable, ready, created, ready_time, restarts, reason, spec_replicas, ready_replicas,
-                    available, hpa_min, hpa_max, hpa_desired, hpa_current, app_requests, latency)
+        dropped = set(getattr(faults, "drop_metrics", ()))
+        yield from (family for family in (cpu, periods, throttled, memory, requests, limits, allocatable, ready, created, ready_time,
+                                          restarts, reason, spec_replicas, ready_replicas, available, hpa_min, hpa_max, hpa_desired,
+                                          hpa_current, app_requests, latency) if family.name not in dropped)

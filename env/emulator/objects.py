@@ -145,6 +145,16 @@ def hpa(svc: ServiceRuntime, metadata: dict[str, Any], base: datetime) -> dict[s
     return {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": metadata, "spec": body, "status": status}
 
 
+def keep_transition_times(hpa_object: dict[str, Any], previous: dict[str, Any] | None) -> None:
+    """A condition's lastTransitionTime moves only when its status does (as the HPA controller sets it),
+    so an HPA whose status did not change is not rewritten every sync."""
+    before = {c["type"]: c for c in ((previous or {}).get("status") or {}).get("conditions") or []}
+    for condition in hpa_object["status"].get("conditions") or []:
+        old = before.get(condition["type"])
+        if old is not None and old["status"] == condition["status"]:
+            condition["lastTransitionTime"] = old["lastTransitionTime"]
+
+
 def _cpu_metric(target: int) -> dict[str, Any]:
     return {"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": target}}}
 

@@ -3,7 +3,8 @@
 `EmulatorServer` serves a `ClusterApi` on loopback to any Kubernetes client (JSON only) and
 advances the simulation in (optionally accelerated) wall-clock time, or not at all with
 speed 0, when a test steps it by hand. Faults can be set at start and changed at run time
-(`PUT /_emulator/faults` with a JSON body of the `Faults` fields).
+(`PUT /_emulator/faults` with a JSON body of the `Faults` fields); `GET /_emulator/requests`
+counts the API requests served, by verb and resource (as apiserver_request_total does).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import json
 import random
 import re
 import socket
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -22,13 +24,14 @@ from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import yaml
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, Counter, generate_latest
 
-from rlscale.env.emulator.api import ApiError, ClusterApi, selector
+from rlscale.env.emulator.api import KINDS, ApiError, ClusterApi, selector
 from rlscale.env.emulator.metrics import ClusterCollector
 from rlscale.env.emulator.store import Gone
 
 WATCH_DEFAULT_TIMEOUT_S = 300.0
+BOOKMARK_INTERVAL_S = 5.0  # an idle watch that asked for bookmarks gets one this often
 
 
 @dataclass
@@ -40,9 +43,14 @@ class Faults:
     timeout_rate: float = 0.0  # share of API requests that hang for `timeout_s`, then get no answer
     timeout_s: float = 30.0
     conflict_rate: float = 0.0  # share of writes refused with 409 Conflict
+    throttle_rate: float = 0.0  # share of API requests refused with 429 and a Retry-After header
+    retry_after_s: int = 1
     drop_watches: bool = False  # watches end right after they start
     freeze_metrics: bool = False  # /metrics keeps serving the last scrape (its samples age)
     nan_metrics: bool = False  # container CPU counters are NaN
+    drop_metrics: tuple[str, ...] = ()  # metric families left out of /metrics (an app that does not export them)
+    hidden_pods: tuple[str, ...] = ()  # pods whose cAdvisor series are left out (a kubelet that lost them)
+    stale_pods: tuple[str, ...] = ()  # pods whose cAdvisor samples stop moving, their timestamps included
 
 
 # (pattern, resource, subresource group index); groups: namespace, name, subresource
@@ -75,11 +83,13 @@ class EmulatorServer:
         self.faults = faults or Faults()
         self.random = random.Random(seed)
         self.registry = CollectorRegistry()
-        self.registry.register(ClusterCollector(api, nan=lambda: self.faults.nan_metrics))
+        self.registry.register(ClusterCollector(api, nan=lambda: self.faults.nan_metrics, faults=lambda: self.faults))
+        self.requests = Counter("apiserver_request", "API requests served, as a real API server counts them.",
+                                ["verb", "resource", "code"], registry=self.registry)
         self._frozen_metrics: bytes | None = None
         self._stopping = threading.Event()
         handler = type("Handler", (_Handler,), {"emulator": self})
-        self.http = ThreadingHTTPServer(("127.0.0.1", port), handler)
+        self.http = _QuietServer(("127.0.0.1", port), handler)
         self.http.daemon_threads = True
         self._threads: list[threading.Thread] = []
 
@@ -119,6 +129,16 @@ class EmulatorServer:
                 done += due
             self._stopping.wait(max(0.01, min(0.2, 1.0 / self.speed)))
 
+    def requests_served(self) -> dict[tuple[str, str], float]:
+        """(verb, resource) -> API requests served so far (apiserver_request_total, summed over codes)."""
+        out: dict[tuple[str, str], float] = {}
+        for metric in self.requests.collect():
+            for sample in metric.samples:
+                if sample.name.endswith("_total"):
+                    key = (sample.labels["verb"], sample.labels["resource"])
+                    out[key] = out.get(key, 0.0) + sample.value
+        return out
+
     def metrics(self) -> bytes:
         if self.faults.freeze_metrics and self._frozen_metrics is not None:
             return self._frozen_metrics
@@ -142,7 +162,14 @@ class EmulatorServer:
         unknown = set(changes) - known
         if unknown:
             raise ApiError(400, "BadRequest", f"unknown fault {sorted(unknown)[0]!r} (known: {', '.join(sorted(known))})")
-        self.faults = dataclasses.replace(self.faults, **changes)
+        self.faults = dataclasses.replace(self.faults, **{k: tuple(v) if isinstance(v, list) else v for k, v in changes.items()})
+
+
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hangs up (a watch cut, a timed-out request) is normal here, not worth a traceback."""
+        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -178,11 +205,14 @@ class _Handler(BaseHTTPRequestHandler):
         url = urlparse(self.path)
         query = {k: v[-1] for k, v in parse_qs(url.query).items()}
         body = self._body()
+        self._counted = _verb(method, url.path, query)
         try:
             if url.path == "/metrics":
                 return self._send(200, self.emulator.metrics(), "text/plain; version=0.0.4; charset=utf-8")
             if url.path in ("/healthz", "/readyz", "/livez"):
                 return self._send(200, b"ok", "text/plain")
+            if url.path == "/_emulator/requests":  # what apiserver_request_total says, without a full /metrics
+                return self._json(200, [{"verb": v, "resource": r, "count": n} for (v, r), n in self.emulator.requests_served().items()])
             if url.path == "/_emulator/faults":
                 if method == "PUT":
                     self.emulator.set_faults(json.loads(body or b"{}"))
@@ -207,6 +237,10 @@ class _Handler(BaseHTTPRequestHandler):
         if faults.timeout_rate > 0 and rng.random() < faults.timeout_rate:
             time.sleep(faults.timeout_s)
             self.close_connection = True
+            return True
+        if faults.throttle_rate > 0 and rng.random() < faults.throttle_rate:
+            self._json(429, ApiError(429, "TooManyRequests", "injected throttling: please try again later").status(),
+                       {"Retry-After": str(faults.retry_after_s)})
             return True
         if faults.error_rate > 0 and rng.random() < faults.error_rate:
             code, reason = rng.choice([(500, "InternalError"), (503, "ServiceUnavailable")])
@@ -234,7 +268,8 @@ class _Handler(BaseHTTPRequestHandler):
         if method == "GET" and name is None:
             if query.get("watch") in ("true", "1"):
                 return self._watch(resource, ns, query)
-            return self._json(200, api.list(resource, ns, query.get("labelSelector"), query.get("fieldSelector")))
+            return self._json(200, api.list(resource, ns, query.get("labelSelector"), query.get("fieldSelector"),
+                                            int(query.get("limit") or 0), query.get("continue")))
         if ns is None:
             raise ApiError(404, "NotFound", "a namespace is needed for this request")
         if method == "GET":
@@ -259,7 +294,10 @@ class _Handler(BaseHTTPRequestHandler):
         api, store = self.emulator.api, self.emulator.api.store
         timeout = float(query.get("timeoutSeconds") or WATCH_DEFAULT_TIMEOUT_S)
         deadline = time.monotonic() + timeout
+        bookmarks = query.get("allowWatchBookmarks") in ("true", "1")
+        last_sent = time.monotonic()
         matches = selector(query.get("labelSelector"))
+        self._count(200)
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Transfer-Encoding", "chunked")
@@ -284,10 +322,18 @@ class _Handler(BaseHTTPRequestHandler):
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
                         break
-                    store.wait(min(remaining, 1.0))
-                    continue
-                since = max(e.resource_version for e in events)
-            self._chunks([{"type": e.type, "object": e.object} for e in events])
+                    if bookmarks and time.monotonic() - last_sent >= BOOKMARK_INTERVAL_S:
+                        since = store.resource_version  # nothing for this watch up to here
+                        bookmark = [{"type": "BOOKMARK", "object": {"kind": KINDS[resource][1], "apiVersion": KINDS[resource][0],
+                                                                    "metadata": {"resourceVersion": str(since)}}}]
+                    else:
+                        store.wait(min(remaining, 1.0))
+                        continue
+                else:
+                    since = max(e.resource_version for e in events)
+                    bookmark = []
+            last_sent = time.monotonic()
+            self._chunks(bookmark or [{"type": e.type, "object": e.object} for e in events])
         self._write_chunk(b"")
         self.close_connection = True
 
@@ -305,15 +351,39 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(length) if length else b""
 
-    def _json(self, code: int, payload: Any) -> None:
-        self._send(code, json.dumps(payload).encode(), "application/json")
+    def _json(self, code: int, payload: Any, headers: dict[str, str] | None = None) -> None:
+        self._send(code, json.dumps(payload).encode(), "application/json", headers)
 
-    def _send(self, code: int, data: bytes, content_type: str) -> None:
+    def _count(self, code: int) -> None:
+        if self._counted is not None:
+            self.emulator.requests.labels(*self._counted, str(code)).inc()
+            self._counted = None
+
+    def _send(self, code: int, data: bytes, content_type: str, headers: dict[str, str] | None = None) -> None:
+        self._count(code)
         self.send_response(code)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
+
+
+def _verb(method: str, path: str, query: dict[str, str]) -> tuple[str, str] | None:
+    """(verb, resource) as the API server's request metrics name them; None for what is not the API."""
+    for pattern, resource in ROUTES:
+        match = pattern.match(path)
+        if match:
+            break
+    else:
+        return None
+    sub = match.groupdict().get("sub")
+    if method == "GET":
+        verb = "get" if match.group("name") else ("watch" if query.get("watch") in ("true", "1") else "list")
+    else:
+        verb = {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}.get(method, method.lower())
+    return verb, f"{resource}/{sub}" if sub else resource
 
 
 def _decode(body: bytes) -> Any:
