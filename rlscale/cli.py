@@ -112,6 +112,10 @@ def compare(
     baselines: Optional[Path] = typer.Option(
         None, help="A YAML file of baseline settings to use as given instead of tuning them (predictive, kpa)."
     ),
+    as_recorded: bool = typer.Option(
+        False, "--as-recorded", help="Replay the traces (and tuning traces) at their own rates and speed instead of fitting "
+        "them to each service's peak: for a service's own history, e.g. rlscale calibrate's held-out future."
+    ),
 ) -> None:
     """Compare policies on the same loads and seeds: cost against SLO, as tables, JSON and a report."""
     from rlscale.env.scenario import load_scenario
@@ -130,8 +134,10 @@ def compare(
     fixed = load_baseline_settings(baselines, spec) if baselines is not None else None
     trace_list = _split(traces)
     tune_list = _split(tune_traces)
-    cases = trace_cases(trace_list, spec) if trace_list else generated_cases()
-    tuning = tuning_cases(spec, trace_list, tune_list)
+    if as_recorded and not trace_list:
+        raise UserInputError("--as-recorded", "replays traces as recorded: give them with --traces")
+    cases = trace_cases(trace_list, spec, as_recorded) if trace_list else generated_cases()
+    tuning = tuning_cases(spec, trace_list, tune_list, as_recorded)
     with Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
         console=err_console, transient=True,
@@ -208,7 +214,8 @@ def calibrate(
 
     from rlscale.controller.config import ControllerConfig, load_controller_config
     from rlscale.controller.profiles import PROFILES
-    from rlscale.training.calibrate import CalibrateOptions, calibrate as run_calibration, parse_until
+    from rlscale.env.scenario import load_scenario
+    from rlscale.training.calibrate import CalibrateOptions, calibrate as run_calibration, next_steps, parse_until
     from rlscale.training.calibrate_history import parse_duration
 
     settings = load_controller_config(config) if config else ControllerConfig()
@@ -235,7 +242,9 @@ def calibrate(
             table.add_row(e.name, f"{e.value:.4g} {e.unit}", f"{e.r2:.3f}" if e.r2 is not None else "-", str(e.points),
                           "prior" if e.warning else "fitted")
         console.print(table)
-    console.print(f"wrote {out}/scenario.yaml, {out}/traces/, {out}/held-out/ and {out}/calibration.md")
+    console.print(f"wrote {out}/scenario.yaml, training.yaml, traces/, held-out/ and calibration.md; next:", highlight=False)
+    for line in next_steps(out, load_scenario(out / "scenario.yaml").name, platform):
+        console.print("  " + line, highlight=False, soft_wrap=True)
 
 
 @app.command(name="export")

@@ -131,6 +131,30 @@ def test_a_service_that_never_saturated_gets_its_workers_from_the_prior_with_a_w
     assert "never neared saturation" in (out / "calibration.md").read_text()
 
 
+def test_the_journey_goes_on_from_the_calibration_train_config_and_a_compare_on_the_held_out_future(emulated: Emulated,
+                                                                                                      tmp_path: Path) -> None:
+    from rlscale.training.config import load_config
+
+    out = tmp_path / "calibrated"
+    result = emulated.calibrate(out, "--service", "web")
+    assert result.returncode == 0, result.stderr
+    assert f"rlscale train --config {out}/training.yaml" in result.stdout and "--mode shadow" in result.stdout
+    training = load_config(out / "training.yaml")  # what `rlscale train --config` reads
+    assert load_scenario(training.scenario).service("web").cpu_per_request == load_scenario(out / "scenario.yaml").service("web").cpu_per_request
+    assert training.scenarios == (training.scenario,) and Path(training.train_traces) == (out / "traces").resolve()
+    assert "--as-recorded" in (out / "calibration.md").read_text()
+    record = tmp_path / "compare.json"
+    compared = run_cli("compare", "--scenario", str(out / "scenario.yaml"), "--traces", str(out / "held-out"), "--tune-traces",
+                       str(out / "traces"), "--as-recorded", "--policies", "hpa,learned:default", "--seeds", "1", "--no-report",
+                       "--json", str(record))
+    assert compared.returncode == 0, compared.stderr
+    data = json.loads(record.read_text())
+    held_out = np.loadtxt(out / "held-out" / "web.csv", delimiter=",", skiprows=1)
+    load = data["loads"]["web"]
+    assert load["as_recorded"] and load["duration_s"] == len(held_out) * 30 and load["services"]["web"]["scale"] == 1.0  # its own rates
+    assert {r["policy"] for r in data["records"]} >= {"hpa", "learned:default"}
+
+
 @pytest.mark.parametrize("case", ["unreachable", "no-such-service", "too-little-history", "out-not-empty", "held-out"])
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(emulated: Emulated, tmp_path: Path, case: str) -> None:
     out = tmp_path / "calibrated"

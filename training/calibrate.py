@@ -9,7 +9,9 @@ half-written):
 - `traces/NAME.csv`: each service's request history before the held-out part (what
   `rlscale train --traces` and `compare --tune-traces` take);
 - `held-out/NAME.csv`: the last part of the history, the "future" to compare policies on;
-- `calibration.md` (with `plots/`) and `calibration.json`: every parameter with its fit.
+- `calibration.md` (with `plots/`) and `calibration.json`: every parameter with its fit;
+- `training.yaml`: `rlscale train --config` on the calibrated services and their traces
+  (`next_steps` gives the rest of the journey: compare on the held-out future, shadow, act).
 """
 
 from __future__ import annotations
@@ -228,6 +230,26 @@ def node_pool_or_prior(found: NodePoolFacts | None, calibrations: list[ServiceCa
     return NodePoolFacts(nodes, PRIOR_NODE.cpu, PRIOR_NODE.memory, "a prior")
 
 
+def training_mapping(out: Path, scenario: dict[str, Any]) -> dict[str, Any]:
+    """`rlscale train --config` on the calibrated scenario (absolute paths: the file may be used from anywhere)."""
+    where = out.resolve()
+    return {"scenario": str(where / "scenario.yaml"), "scenarios": [str(where / "scenario.yaml")],
+            "train_traces": str(where / "traces"), "output_dir": f"runs/{scenario['name']}"}
+
+
+def next_steps(out: Path, scenario_name: str, platform: str) -> list[str]:
+    """The user journey after calibrating, as commands: train, compare on the held-out future, shadow, act."""
+    policy = f"runs/{scenario_name}/best-policy"
+    run = f"rlscale controller run --config controller.yaml{' --platform swarm' if platform == 'swarm' else ''}"
+    return [
+        f"rlscale train --config {out}/training.yaml   # PPO in the calibrated simulator, on the training part",
+        f"rlscale compare --scenario {out}/scenario.yaml --traces {out}/held-out --tune-traces {out}/traces --as-recorded \\",
+        f"    --policies learned:{policy},hpa,hpa-tuned,predictive,oracle   # on the future it never saw",
+        f"{run} --mode shadow   # controller.yaml: policy: learned:{policy}; decides, writes nothing",
+        f"{run}   # acts, once the shadow decisions look right",
+    ]
+
+
 def write_trace(counts: np.ndarray, step: float, path: Path) -> None:
     """`timestamp_s,requests` from 0, one row per interval (the shared traces' format)."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -321,7 +343,8 @@ def _write(out: Path, scenario: dict[str, Any], calibrations: list[ServiceCalibr
             scenario_from_config(Reader(yaml.safe_load((scratch / "scenario.yaml").read_text()), str(out / "scenario.yaml")), scratch)
         except UserInputError as exc:
             raise UserInputError(f"--out {out}", f"the calibrated scenario does not validate ({exc}): please report this") from None
-        write_report(scratch, calibrations, pool, warnings, options, window)
+        (scratch / "training.yaml").write_text(yaml.safe_dump(training_mapping(out, scenario), sort_keys=False, width=120))
+        write_report(scratch, calibrations, pool, warnings, options, window, next_steps(out, scenario["name"], options.platform))
         (scratch / "calibration.json").write_text(json.dumps(_record(calibrations, pool, warnings, options, window), indent=2))
         if out.exists():
             if not force and any(out.iterdir()):

@@ -94,7 +94,7 @@ def _trace_figure(plt: Any, c: "ServiceCalibration", path: Path) -> None:
 
 
 def write_report(folder: Path, calibrations: list["ServiceCalibration"], pool: "NodePoolFacts", warnings: list[str],
-                 options: "CalibrateOptions", window: Window) -> None:
+                 options: "CalibrateOptions", window: Window, journey: list[str]) -> None:
     plt = _plots()
     lines = ["# Calibration", "",
              f"From `{options.prometheus}` ({options.platform}, profile `{options.controller.prometheus.profile}`), "
@@ -134,8 +134,8 @@ def write_report(folder: Path, calibrations: list["ServiceCalibration"], pool: "
                   f"{np.mean(t.training) / t.step:.3g} requests/s, 99th percentile {np.quantile(t.training, 0.99) / t.step:.3g}.",
                   f"- `held-out/{name}.csv`: the last {t.counts.size - t.split} intervals "
                   f"({(t.counts.size - t.split) * t.step / 3600:.3g} h), mean {np.mean(t.held_out) / t.step:.3g} requests/s, "
-                  f"99th percentile {np.quantile(t.held_out, 0.99) / t.step:.3g}. `rlscale compare --traces` fits a trace's 99th "
-                  "percentile to the service's peak (the training part's), so compare on it shapes, not absolute scale.",
+                  f"99th percentile {np.quantile(t.held_out, 0.99) / t.step:.3g}. Compare on it `--as-recorded` (at its own "
+                  "rates: without it, `rlscale compare` fits a trace's 99th percentile to the service's peak, the training part's).",
                   f"- gaps filled by interpolation: {t.filled} interval(s), the longest {t.longest_gap_s:g} s.", ""]
         if plt is not None:
             plots = folder / "plots"
@@ -147,10 +147,6 @@ def write_report(folder: Path, calibrations: list["ServiceCalibration"], pool: "
                     file = plots / f"{name}-{e.name}.png"
                     _figure(plt, e, file)
                     lines += [f"![{TITLES.get(e.name, e.name)}]({Path('plots') / file.name})", ""]
-    lines += ["## Next", "",
-              "```sh",
-              f"rlscale compare --scenario {options.out}/scenario.yaml --traces {options.out}/held-out "
-              f"--tune-traces {options.out}/traces",
-              f"rlscale train --config training.yaml --traces {options.out}/traces   # training.yaml: scenario: {options.out}/scenario.yaml",
-              "```", ""]
+    lines += ["## Next", "", "Train on the training part, compare on the held-out future, then run the controller in shadow "
+              "mode before it acts (the README's user journey):", "", "```sh", *journey, "```", ""]
     (folder / "calibration.md").write_text("\n".join(lines))
