@@ -101,5 +101,5 @@ def model_latency(cpu: float, pods: list[DesPod]) -> list[tuple[float, float]]:
             out.append((math.inf, math.inf))
             continue
         state = steady_state(model.servers, model.mu, pod.rate)
-        out.append((state.mean_response, mixture_quantile([model.answered(1.0, state)], 0.0, 0.95, 1e9)))
+        out.append((state.mean_response, mixture_quantile(model.answered(1.0, state), 0.0, 0.95, 1e9)))
     return out

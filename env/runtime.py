@@ -155,6 +155,7 @@ class ServiceRuntime:
                 overhead_s=spec.overhead_s,
                 idle_cpu=spec.idle_cpu,
                 cfs_period_s=self.cfs_period_s,
+                work_cv=spec.cpu_cv,
             )
         return found
 

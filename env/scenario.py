@@ -117,6 +117,7 @@ class ServiceSpec:
     resize: str  # "in_place" or "rolling"
     overhead_s: float = 0.0  # per request, latency outside the workers (network, HTTP parsing): no worker is held
     idle_cpu: float = 0.0  # cores a ready replica uses with no requests (runtime threads, polling, scrapes)
+    cpu_cv: float = 1.0  # coefficient of variation of the CPU work per request (1: exponential; 0: every request alike)
 
     @property
     def workers_cores(self) -> float:
@@ -248,6 +249,7 @@ def _service_from_config(reader: Reader, base_dir: Path, pools: tuple[NodePool, 
     cores_per_request = request.quantity("cores", 1.0, positive=True)
     memory_per_request = request.quantity("memory", 0.0, min_value=0.0)
     overhead_s = request.number("overhead_s", 0.0, min_value=0.0)
+    cpu_cv = request.number("cpu_cv", 1.0, min_value=0.0, max_value=4.0)
     request.done()
 
     replica = reader.mapping("replica", required=True)
@@ -317,6 +319,7 @@ def _service_from_config(reader: Reader, base_dir: Path, pools: tuple[NodePool, 
         resize=resize,
         overhead_s=overhead_s,
         idle_cpu=idle_cpu,
+        cpu_cv=cpu_cv,
     )
 
 
