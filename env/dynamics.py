@@ -16,13 +16,15 @@ Model (see DESIGN.md, "Model semantics"):
 - CPU: a replica uses (served rate x CPU per request) plus its idle CPU, at most its usable
   cores: its limit, or less when node contention squeezes it (`contention.effective_cpu`). With a
   fluid limit it is throttled (its CFS quota runs out) while more requests run than the limit can
-  give full cores to; with CFS periods (`cfs_period_s`), a request runs at full speed
-  (`service_mu`) and the replica is throttled in the periods that want more than the quota
-  (`queueing.cfs_throttled_share`), while queueing still runs at the limit's rate. A replica
-  squeezed below its limit by its neighbours is slowed, not throttled.
-- Latency: the M/M/c response plus the per-request overhead outside the workers; for CPU work
-  that varies less (or more) than an exponential's (`work_cv`), the wait scaled as Allen-Cunneen's
-  M/G/c approximation has it and the service time a shifted exponential of the same mean and
+  give full cores to; with CFS periods (`cfs_period_s`), a request runs at full speed until the
+  period's quota is spent, and the replica is throttled in the periods whose work exceeds the
+  quota (`queueing.cfs_throttled_share`). A replica squeezed below its limit by its neighbours is
+  slowed, not throttled.
+- Latency: the M/M/c response plus the per-request overhead outside the workers. Under CFS
+  periods, the throttled share of the requests is answered as the queue at the limit's rate has
+  it, the rest as the workers at full speed would (`ReplicaModel.answered`). For CPU work that
+  varies less (or more) than an exponential's (`work_cv`), the wait is scaled as Allen-Cunneen's
+  M/G/c approximation has it and the service time is a shifted exponential of the same mean and
   variation.
 - Memory: working set = base + per-request memory x requests in workers; an upward crossing
   above the limit is an OOM kill (a hazard per second in steady state; certain under overload).
@@ -199,7 +201,7 @@ def _steady(
         lam = load * model.capacity  # per replica
         state = steady_state(model.servers, model.mu, lam)
         share = total_arrivals * model.capacity * count / capacity
-        throttled = _throttled(model, state, lam)
+        throttled = throttled_share(model, state, lam)
         timed_out = share * sum(c.weight * c.survival(timeout_s) for c in model.answered(1.0, state, throttled))
         span.served += share - timed_out
         span.dropped += timed_out
@@ -211,7 +213,8 @@ def _steady(
         span.oom_hazard.append(_oom_hazard(model, state, lam))
 
 
-def _throttled(model: ReplicaModel, state: SteadyState, lam: float) -> float:
+def throttled_share(model: ReplicaModel, state: SteadyState, lam: float) -> float:
+    """The share of a replica's (active CFS) periods it is throttled in, at `lam` requests/s in steady state `state`."""
     if model.throttle_from is None:
         return 0.0
     if model.quota_requests is not None:

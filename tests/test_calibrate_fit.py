@@ -9,7 +9,7 @@ from rlscale.env.dynamics import replica_model
 from rlscale.env.simulator import Simulator
 from rlscale.errors import UserInputError
 from rlscale.training.calibrate import record_trace
-from rlscale.training.calibrate_fit import busy_workers, fit_cpu, fit_memory, fit_queue, fit_startup, mean_latency
+from rlscale.training.calibrate_fit import busy_workers, fit_cpu, fit_memory, fit_queue, fit_startup, mean_latency, predicted_throttled
 from rlscale.training.calibrate_history import History, Window
 
 from conftest import make_scenario
@@ -17,18 +17,20 @@ from conftest import make_scenario
 MI = 2.0**20
 
 
-def model(limit: float, workers: int, cpu_per_request: float, cores: float, cfs_s: float = 0.0, overhead: float = 0.0):
+def model(limit: float, workers: int, cpu_per_request: float, cores: float, cfs_s: float = 0.0, overhead: float = 0.0,
+          work_cv: float = 1.0):
     return replica_model(limit, np.inf, concurrency=workers, cpu_per_request=cpu_per_request, cores_per_request=cores,
-                         memory_per_request=0.0, base_memory=0.0, overhead_s=overhead, cfs_period_s=cfs_s)
+                         memory_per_request=0.0, base_memory=0.0, overhead_s=overhead, cfs_period_s=cfs_s, work_cv=work_cv)
 
 
 def history(rates: np.ndarray, *, cpu_per_request: float, cores: float, workers: int, limit: float, base: float = 100 * MI,
             per_request: float = 4 * MI, idle: float = 0.0, replicas: int = 2, noise: float = 0.02, seed: int = 0,
-            overhead: float = 0.0, cfs_s: float = 0.0) -> History:
+            overhead: float = 0.0, cfs_s: float = 0.0, work_cv: float = 1.0) -> History:
     """What a service following the simulator's model shows at these rates per replica (with measurement noise)."""
     rng = np.random.default_rng(seed)
     n = rates.size
-    latency = mean_latency(model(limit, workers, cpu_per_request, cores, cfs_s, overhead), rates)
+    truth = model(limit, workers, cpu_per_request, cores, cfs_s, overhead, work_cv)
+    latency, throttled = mean_latency(truth, rates), predicted_throttled(truth, rates)
     busy = busy_workers(rates, cpu_per_request, limit, workers, cores)
     wobble = lambda: 1.0 + noise * rng.standard_normal(n)  # noqa: E731
     steady = np.ones(n, dtype=bool)
@@ -37,7 +39,7 @@ def history(rates: np.ndarray, *, cpu_per_request: float, cores: float, workers:
         window=Window(end=30.0 * n, step=30.0, count=n), requests_rps=rates * replicas, errors_rps=np.zeros(n),
         latency_mean_s=latency * wobble(), latency_quantile_s=np.full(n, np.nan), ready=np.full(n, float(replicas)), steady=steady,
         cpu_per_replica=(rates * cpu_per_request + idle) * wobble(), memory_per_replica=(base + per_request * busy) * wobble() ** 0.1,
-        throttled_fraction=np.zeros(n))
+        throttled_fraction=np.clip(throttled + 0.01 * rng.standard_normal(n), 0.0, 1.0))
 
 
 def utilisation_sweep(top: float, capacity: float, n: int = 300) -> np.ndarray:
@@ -63,6 +65,30 @@ def test_workers_cores_and_overhead_come_from_how_latency_grows_to_saturation(wo
     assert fitted.overhead.value == pytest.approx(overhead, abs=0.002)
     if expect_workers < workers:
         assert "cannot be told apart" in (fitted.workers.note or "")
+
+
+@pytest.mark.parametrize("work_cv, cores, limit", [
+    (0.0, 1.0, 0.5),  # a fixed forward pass on one core, under half a core's quota: rarely throttled
+    (0.5, 1.0, 0.25),
+    (1.0, 1.0, 0.5),  # exponential work of the same mean: throttled far more often
+    (0.0, 2.0, 1.0),  # two threads per request
+])
+def test_the_works_variation_comes_from_how_often_the_quota_runs_out(work_cv: float, cores: float, limit: float) -> None:
+    cpr = 0.01
+    truth = model(limit, 1, cpr, cores, 0.1, 0.002, work_cv)
+    h = history(utilisation_sweep(0.9, truth.capacity, n=120), cpu_per_request=cpr, cores=cores, workers=1, limit=limit,
+                overhead=0.002, cfs_s=0.1, work_cv=work_cv)
+    fitted = fit_queue(h, cpr, limit, 0.1)
+    assert fitted.work_cv.value == work_cv and fitted.work_cv.identified and "throttled share" in fitted.work_cv.method
+    assert fitted.workers.value == 1 and fitted.cores.value == pytest.approx(cores, rel=0.1)
+
+
+def test_a_service_never_throttled_nor_near_its_limit_keeps_the_exponential_prior() -> None:
+    cpr, limit = 0.01, 1.0
+    h = history(utilisation_sweep(0.3, model(limit, 1, cpr, 0.5).capacity, n=100), cpu_per_request=cpr, cores=0.5, workers=1,
+                limit=limit, cfs_s=0.1, work_cv=0.0)
+    fitted = fit_queue(h, cpr, limit, 0.1)
+    assert fitted.work_cv.value == 1.0 and not fitted.work_cv.identified and "cannot be told" in fitted.work_cv.warning
 
 
 def test_a_service_that_never_neared_saturation_says_its_workers_are_a_guess() -> None:

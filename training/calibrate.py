@@ -145,7 +145,7 @@ def calibrate_service(facts: ServiceFacts, history: History, options: CalibrateO
     startups = list({**facts.startups_s, **history.startups_s}.values())  # kube-state-metrics' history covers deleted pods too
     source = "kube-state-metrics" if history.startups_s else ("the Engine API's tasks" if facts.platform == "swarm" else "the API's pods")
     startup = fit.fit_startup(startups, source)
-    estimates = {e.name: e for e in (cpu, idle, queue.cores, queue.workers, queue.overhead, base, per_request, startup)}
+    estimates = {e.name: e for e in (cpu, idle, queue.cores, queue.workers, queue.overhead, queue.work_cv, base, per_request, startup)}
     warnings = [f"{e.name}: {e.warning}" for e in estimates.values() if e.warning]
     seen_max = int(np.nanmax(history.ready)) if np.isfinite(history.ready).any() else facts.replicas
     max_replicas = facts.max_replicas
@@ -192,7 +192,8 @@ def scenario_mapping(calibrations: list[ServiceCalibration], pool: NodePoolFacts
             "name": _dns_label(c.facts.name),
             "workload": {"kind": "trace", "path": f"traces/{c.facts.name}.csv"},
             "request": {"cpu_seconds": float(f"{e['cpu_per_request'].value:.6g}"), "cores": float(f"{e['cores_per_request'].value:.4g}"),
-                        "memory": _mi(e["memory_per_request"].value), "overhead_s": float(f"{e['overhead_s'].value:.4g}")},
+                        "memory": _mi(e["memory_per_request"].value), "overhead_s": float(f"{e['overhead_s'].value:.4g}"),
+                        "cpu_cv": float(e["work_cv"].value)},
             "replica": {"base_memory": _mi(max(e["base_memory"].value, 0.0)), "concurrency": int(e["concurrency"].value),
                         "startup_s": float(f"{e['startup_s'].value:.4g}"),
                         "idle_cpu": float(f"{min(e['idle_cpu'].value, cpu_limit):.4g}")},

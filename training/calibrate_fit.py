@@ -4,11 +4,16 @@ Each parameter is fitted so that the simulator's own model reproduces what was o
 
 - CPU work per request: the slope of CPU per ready replica against requests/s per replica (least
   squares, one round of outlier rejection; the intercept is CPU the simulator does not model).
-- Cores per request and concurrency: the simulator's M/M/c latency (`env/queueing.py`) fitted to the
-  observed mean latency on a grid of (workers, cores per request), with the CPU limit and the CPU
-  work fixed: the lone-request latency gives the cores, the growth of queueing with utilisation and
-  the rate where throughput saturates give the workers. A candidate whose capacity is below a
-  throughput that was served is ruled out.
+- Cores per request and concurrency: the simulator's steady mean latency (`ReplicaModel.answered`,
+  given each interval's observed throttled share) fitted to the observed mean latency on a grid of
+  (workers, cores per request) for each variation of the work in `WORK_CV_GRID`, with the CPU limit
+  and the CPU work fixed: the lone-request latency gives the cores, the growth of queueing with
+  utilisation and the rate where throughput saturates give the workers. A candidate whose capacity
+  is below a throughput that was served is ruled out.
+- The variation of the CPU work per request: where the quota binds and the history was throttled,
+  the variation whose simulated throttled share of CFS periods fits the observed one (a fixed
+  forward pass is throttled far less often than exponential work of the same mean); else the one
+  whose latency fits best.
 - Base memory and memory per request: working set per replica against the requests holding a
   worker in the fitted model (E[min(N, workers)] at each interval's rate per replica).
 - Start-up time: the median of created -> ready over the replicas created in the window.
@@ -25,8 +30,8 @@ from typing import Callable
 
 import numpy as np
 
-from rlscale.env.dynamics import ReplicaModel, replica_model
-from rlscale.env.queueing import replica_servers, steady_state
+from rlscale.env.dynamics import ReplicaModel, replica_model, throttled_share
+from rlscale.env.queueing import replica_servers, steady_state, wait_factor
 from rlscale.training.calibrate_history import History
 
 MIN_POINTS = 20  # steady intervals with traffic below which nothing is fitted
@@ -36,6 +41,9 @@ CORE_GRID = np.geomspace(0.02, 4.0, 60)
 UTILISATION_GRID = np.linspace(0.0, 0.99, 200)
 PRIOR_STARTUP_S = 30.0
 PRIOR_CORES = 1.0
+PRIOR_WORK_CV = 1.0  # an exponential's: the variation a service that never showed its own is given
+WORK_CV_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)  # the variations of CPU work per request the fit chooses among
+MIN_THROTTLED = 0.02  # a history throttled less than this in every interval says nothing of the work's variation
 
 
 @dataclass(frozen=True)
@@ -159,18 +167,37 @@ def _wait_curves() -> np.ndarray:
 _CURVES: np.ndarray | None = None
 
 
-def mean_latency(model: ReplicaModel, rates: np.ndarray) -> np.ndarray:
-    """The simulator's steady mean latency of a replica at these rates: overhead + service + M/M/c wait."""
+def mean_latency(model: ReplicaModel, rates: np.ndarray, throttled: np.ndarray | None = None) -> np.ndarray:
+    """The simulator's steady mean latency of a replica at these rates (`ReplicaModel.answered`): the overhead,
+    then under CFS the `throttled` share (default: the model's own) at the limit's rate, the rest at full speed."""
     global _CURVES
     if _CURVES is None:
         _CURVES = _wait_curves()
-    u = np.clip(rates / model.capacity, 0.0, UTILISATION_GRID[-1])
-    return model.overhead_s + 1.0 / model.service_mu + np.interp(u, UTILISATION_GRID, _CURVES[model.servers - 1]) / model.mu
+    factor = wait_factor(model.work_cv)
+
+    def response(servers: int, mu: float) -> np.ndarray:
+        u = np.clip(rates / (servers * mu), 0.0, UTILISATION_GRID[-1])
+        return 1.0 / mu + factor * np.interp(u, UTILISATION_GRID, _CURVES[servers - 1]) / mu
+
+    limited = response(model.servers, model.mu)
+    if model.quota_requests is None:
+        return model.overhead_s + limited
+    share = predicted_throttled(model, rates) if throttled is None else np.clip(throttled, 0.0, 1.0)
+    return model.overhead_s + share * limited + (1.0 - share) * response(model.workers, model.service_mu)
 
 
-def _model(cpu_limit: float, workers: int, cpu_per_request: float, cores: float, cfs_period_s: float, overhead_s: float = 0.0) -> ReplicaModel:
+def predicted_throttled(model: ReplicaModel, rates: np.ndarray) -> np.ndarray:
+    """The simulator's throttled share of CFS periods at these rates per replica (0 where the quota never binds)."""
+    if model.quota_requests is None:
+        return np.zeros(rates.size)
+    served = np.minimum(rates, 0.999 * model.capacity)
+    return np.array([throttled_share(model, steady_state(model.servers, model.mu, float(r)), float(r)) for r in served])
+
+
+def _model(cpu_limit: float, workers: int, cpu_per_request: float, cores: float, cfs_period_s: float, overhead_s: float = 0.0,
+           work_cv: float = 1.0) -> ReplicaModel:
     return replica_model(cpu_limit, math.inf, concurrency=workers, cpu_per_request=cpu_per_request, cores_per_request=cores,
-                         memory_per_request=0.0, base_memory=0.0, overhead_s=overhead_s, cfs_period_s=cfs_period_s)
+                         memory_per_request=0.0, base_memory=0.0, overhead_s=overhead_s, cfs_period_s=cfs_period_s, work_cv=work_cv)
 
 
 @dataclass(frozen=True)
@@ -178,6 +205,7 @@ class QueueFit:
     workers: Estimate
     cores: Estimate
     overhead: Estimate
+    work_cv: Estimate
     loss_by_workers: np.ndarray  # best loss for each worker count (index 0: one worker)
 
 
@@ -187,25 +215,32 @@ def _overhead(observed: np.ndarray, predicted: np.ndarray) -> float:
     return float(np.clip(np.sum((observed - predicted) * weights) / np.sum(weights), 0.0, np.min(observed)))
 
 
-def fit_queue(history: History, cpu_per_request: float, cpu_limit: float, cfs_period_s: float) -> QueueFit:
-    """Workers, cores per request and overhead that make the simulator's mean latency fit the observed one."""
-    mask = usable(history) & np.isfinite(history.latency_mean_s) & (history.latency_mean_s > 0)
-    rates, observed = history.rate_per_replica[mask], history.latency_mean_s[mask]
-    utilisation = rates * cpu_per_request / cpu_limit
-    plot = Plot(utilisation, observed, "CPU utilisation of the limit (requests/s x CPU work / limit)", "mean latency (s)")
-    if rates.size < MIN_POINTS:
-        why = f"only {rates.size} steady intervals with latency: the prior is used"
-        return QueueFit(Estimate("concurrency", max(1, math.ceil(cpu_limit / PRIOR_CORES - 1e-9)), "workers", "prior", int(rates.size),
-                                 warning=why, plot=plot),
-                        Estimate("cores_per_request", PRIOR_CORES, "cores", "prior", int(rates.size), warning=why),
-                        Estimate("overhead_s", 0.0, "s", "prior", int(rates.size), warning=why), np.zeros(0))
+@dataclass(frozen=True)
+class _Search:
+    """The best cores per worker count for one variation of the work, and their losses."""
+
+    losses: np.ndarray  # index 0: one worker
+    cores: dict[int, float]
+
+    @property
+    def loss(self) -> float:
+        return float(np.min(self.losses))
+
+    @property
+    def chosen(self) -> int:
+        return int(np.flatnonzero(self.losses <= self.loss * 1.01 + 1e-12)[0]) + 1  # the fewest workers that fit as well
+
+
+def _search(rates: np.ndarray, observed: np.ndarray, throttled: np.ndarray, cpu_per_request: float, cpu_limit: float,
+            cfs_period_s: float, work_cv: float) -> _Search:
+    """Every worker count's best cores per request by the mean latency (with the observed throttled share)."""
     peak = float(np.max(rates))
 
     def loss(workers: int, cores: float) -> float:
-        model = _model(cpu_limit, workers, cpu_per_request, cores, cfs_period_s)
+        model = _model(cpu_limit, workers, cpu_per_request, cores, cfs_period_s, work_cv=work_cv)
         if model.capacity < peak * FEASIBLE:
             return math.inf  # it could not have served what was served
-        predicted = mean_latency(model, rates)
+        predicted = mean_latency(model, rates, throttled)
         return float(np.mean(((observed - _overhead(observed, predicted) - predicted) / observed) ** 2))
 
     best: dict[int, tuple[float, float]] = {}
@@ -216,18 +251,61 @@ def fit_queue(history: History, cpu_per_request: float, cpu_limit: float, cfs_pe
     if not best:  # the fitted CPU work says the busiest interval served more than the limit allows: noise at a short step
         peak = min(peak, 0.99 * cpu_limit / cpu_per_request)
         best = {w: _refined(lambda k: loss(w, k), cpu_limit / w) for w in range(1, MAX_WORKERS + 1)}
-    losses = np.array([best[w][0] if w in best else np.inf for w in range(1, MAX_WORKERS + 1)])
-    lowest = float(np.min(losses))
-    chosen = int(np.flatnonzero(losses <= lowest * 1.01 + 1e-12)[0]) + 1  # the fewest workers that fit as well
-    cores = best[chosen][1]
+    return _Search(np.array([best[w][0] if w in best else np.inf for w in range(1, MAX_WORKERS + 1)]), {w: c for w, (_, c) in best.items()})
+
+
+def _fit_work_cv(rates: np.ndarray, throttled: np.ndarray, cpu_per_request: float, cpu_limit: float, cfs_period_s: float,
+                 searches: dict[float, _Search]) -> Estimate:
+    """The work's variation: by the throttled share where the quota binds and the history shows throttling (each
+    variation with its own best workers and cores), else by the latency alone."""
+    by_latency = min(searches, key=lambda cv: searches[cv].loss)
+    errors = {}
+    for cv, search in searches.items():
+        model = _model(cpu_limit, search.chosen, cpu_per_request, search.cores[search.chosen], cfs_period_s, work_cv=cv)
+        if model.quota_requests is not None:
+            errors[cv] = float(np.mean((predicted_throttled(model, rates) - throttled) ** 2))
+    if errors and float(np.max(throttled)) >= MIN_THROTTLED:
+        cv = min(errors, key=errors.__getitem__)
+        spread = float(np.sum((throttled - throttled.mean()) ** 2))
+        r2 = 1.0 - errors[cv] * throttled.size / spread if spread > 0 else None
+        return Estimate("work_cv", cv, "", "the variation (of the grid) whose simulated throttled share of CFS periods fits the "
+                        "observed (least squares)", int(rates.size), r2, math.sqrt(errors[cv]))
+    if float(np.max(rates)) * cpu_per_request < 0.5 * cpu_limit:
+        return Estimate("work_cv", PRIOR_WORK_CV, "", "prior", int(rates.size), warning="the service never neared its limit and was "
+                        "never throttled: its work's variation cannot be told (an exponential's is used)")
+    return Estimate("work_cv", by_latency, "", "the variation (of the grid) whose simulated mean latency fits best", int(rates.size))
+
+
+def fit_queue(history: History, cpu_per_request: float, cpu_limit: float, cfs_period_s: float) -> QueueFit:
+    """Workers, cores per request, overhead and the work's variation that make the simulator fit the observed mean
+    latency (given the observed throttled share) and, where the quota binds, the observed throttled share."""
+    mask = usable(history) & np.isfinite(history.latency_mean_s) & (history.latency_mean_s > 0)
+    rates, observed = history.rate_per_replica[mask], history.latency_mean_s[mask]
+    throttled = np.nan_to_num(history.throttled_fraction[mask], nan=0.0)
+    utilisation = rates * cpu_per_request / cpu_limit
+    plot = Plot(utilisation, observed, "CPU utilisation of the limit (requests/s x CPU work / limit)", "mean latency (s)")
+    if rates.size < MIN_POINTS:
+        why = f"only {rates.size} steady intervals with latency: the prior is used"
+        return QueueFit(Estimate("concurrency", max(1, math.ceil(cpu_limit / PRIOR_CORES - 1e-9)), "workers", "prior", int(rates.size),
+                                 warning=why, plot=plot),
+                        Estimate("cores_per_request", PRIOR_CORES, "cores", "prior", int(rates.size), warning=why),
+                        Estimate("overhead_s", 0.0, "s", "prior", int(rates.size), warning=why),
+                        Estimate("work_cv", PRIOR_WORK_CV, "", "prior", int(rates.size), warning=why), np.zeros(0))
+    peak = float(np.max(rates))
+    searches = {cv: _search(rates, observed, throttled, cpu_per_request, cpu_limit, cfs_period_s, cv) for cv in WORK_CV_GRID}
+    variation = _fit_work_cv(rates, throttled, cpu_per_request, cpu_limit, cfs_period_s, searches)
+    work_cv = variation.value
+    search = searches.get(work_cv) or _search(rates, observed, throttled, cpu_per_request, cpu_limit, cfs_period_s, work_cv)
+    losses, lowest = search.losses, search.loss
+    chosen, cores = search.chosen, search.cores[search.chosen]
     cores_warning = None
     if chosen * cores >= cpu_limit * 0.95 and cores >= cpu_limit * 0.95:
         cores_warning = (f"a lone request already gets the whole limit ({cpu_limit:g} cores), so its speed and the overhead outside "
                          f"the workers trade off: {max(cores, PRIOR_CORES):.3g} cores is used")
         cores = max(cores, PRIOR_CORES)
-    model = _model(cpu_limit, chosen, cpu_per_request, cores, cfs_period_s)
+    model = _model(cpu_limit, chosen, cpu_per_request, cores, cfs_period_s, work_cv=work_cv)
     overhead = _overhead(observed, mean_latency(model, rates))
-    model = _model(cpu_limit, chosen, cpu_per_request, cores, cfs_period_s, overhead)
+    model = _model(cpu_limit, chosen, cpu_per_request, cores, cfs_period_s, overhead, work_cv)
     predicted = mean_latency(model, rates)
     residual = observed - predicted
     spread = float(np.sum((observed - observed.mean()) ** 2))
@@ -255,7 +333,7 @@ def fit_queue(history: History, cpu_per_request: float, cpu_limit: float, cfs_pe
                  int(rates.size), warning=cores_warning),
         Estimate("overhead_s", overhead, "s", "the constant part of the mean latency, outside the workers (network, parsing)",
                  int(rates.size), r2, rms, worst),
-        losses)
+        variation, losses)
 
 
 def _refined(loss: Callable[[float], float], around: float) -> tuple[float, float]:

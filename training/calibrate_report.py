@@ -20,6 +20,7 @@ TITLES = {
     "overhead_s": "Latency outside the workers (overhead)",
     "cores_per_request": "Cores one request can use",
     "concurrency": "Workers per replica (concurrency)",
+    "work_cv": "Variation of the CPU work per request (cv)",
     "base_memory": "Base memory per replica",
     "memory_per_request": "Memory per request in a worker",
     "startup_s": "Start-up time (created -> ready)",
