@@ -4,10 +4,10 @@ Three parts, each a few minutes of real load (run them one after the other; each
 table, the load average and dockerd's nice value, and keeps its figures in DIR):
 
     .venv/bin/python bench/sim_to_real.py calibrate --dir DIR     # a stretch of history on the rig -> rlscale calibrate -> DIR
-    .venv/bin/python bench/sim_to_real.py steady --dir DIR [--configs 1x0.25,1x0.5] [--seconds 12]
+    .venv/bin/python bench/sim_to_real.py steady --dir DIR [--configs 1x0.25,1x0.5] [--seconds 30] [--append]
     .venv/bin/python bench/sim_to_real.py trace --dir DIR [--speed 6] [--policy hpa]
 
-`calibrate` offers one replica of half a core a staircase of loads (10%..95% of its capacity),
+`calibrate` offers one replica of a core (`--limit`) a staircase of loads (10%..95% of its capacity),
 then two replicas (a start-up), and calibrates the service from that history with
 `rlscale calibrate --platform swarm`. `steady` offers each (replicas x CPU limit) 30%, 60%, 80%
 and 95% of the calibrated capacity, on the rig and in the simulator with the calibrated service,
@@ -56,9 +56,10 @@ from rlscale.training.calibrate import CalibrateOptions, calibrate
 from rlscale.training.runner import run_policy
 
 SERVICE = "sim-to-real"
-CONFIGS = [(1, 0.25), (1, 0.5), (1, 1.0), (2, 0.25), (2, 0.5), (2, 1.0), (4, 0.25), (4, 0.5)]
+CONFIGS = [(1, 0.25), (1, 0.5), (1, 1.0), (2, 0.25), (2, 0.5), (4, 0.25)]  # at most 1 core in all: the load generator needs the rest
 UTILISATIONS = (0.3, 0.6, 0.8, 0.95)
 TRACE = Path(__file__).resolve().parents[2] / "shared" / "traces" / "train" / "twitter_aug2021_60s_first70pct.csv"
+WARM_UP_S = 5  # seconds of each steady point left out of its figures
 TARGETS = {"mean": 0.15, "p95": 0.15, "throttled": 0.10, "cpu": 0.10, "cost": 0.15, "violations": 0.15}
 
 
@@ -150,16 +151,17 @@ def client_figures(report: LoadReport, start_s: float, end_s: float) -> dict[str
 def part_calibrate(args: argparse.Namespace) -> None:
     folder = Path(args.dir)
     with rig() as parts:
-        service = deploy.RigService(SERVICE, free_port(), parts.sd_dir, replicas=1, cpu_limit=0.5, labels={
+        service = deploy.RigService(SERVICE, free_port(), parts.sd_dir, replicas=1, cpu_limit=args.limit, labels={
             "rlscale.io/max-replicas": "4", "rlscale.io/slo-latency-seconds": "0.25", "rlscale.io/slo-quantile": "0.95",
             "rlscale.io/hpa-cpu-utilization": "50"})
         deploy.create_service(parts.api, service)
         deploy.wait_running(parts.api, SERVICE, 1)
         time.sleep(2)
-        guess = args.capacity_guess  # requests/s of one half-core replica (bench/rig.py: ~97 per core)
+        guess = args.capacity_guess * args.limit  # requests/s of one replica
         staircase = [0.1, 0.3, 0.5, 0.7, 0.85, 0.95, 0.6, 0.2]
         one = np.repeat(np.array(staircase) * guess, args.stair_s)
-        two = np.repeat(np.array([0.3, 0.6, 0.9, 0.5]) * 2 * guess, args.stair_s)
+        both = min(2.0, 1.0 / args.limit) * guess  # two replicas, at most a core of work in all (the load generator needs the rest)
+        two = np.repeat(np.array([0.3, 0.6, 0.9, 0.5]) * both, args.stair_s)
         print(f"calibration stretch: {one.size + two.size} s, one replica then two; {machine()}", flush=True)
         started = time.time()
         scaler = threading.Timer(one.size, lambda: subprocess.run(  # a second replica: a start-up in the history
@@ -250,9 +252,10 @@ def part_steady(args: argparse.Namespace) -> None:
                 capacity = replicas * dataclasses.replace(spec, cpu_limit=limit).replica_capacity_rps
                 for utilisation in UTILISATIONS:
                     rate = utilisation * capacity
-                    report = offer(service.port, np.full(args.seconds, rate), seed=int(utilisation * 100))
+                    seconds = args.seconds * (2 if utilisation > 0.9 else 1)  # near saturation the queue takes longer to settle
+                    report = offer(service.port, np.full(seconds, rate), seed=int(utilisation * 100))
                     at = time.time()
-                    real = {**client_figures(report, 2.0, float(args.seconds)), **container_figures(parts.prometheus, args.seconds - 2, at)}
+                    real = {**client_figures(report, WARM_UP_S, float(seconds)), **container_figures(parts.prometheus, seconds - WARM_UP_S, at)}
                     sim = simulated_steady(scenario, replicas, limit, rate)
                     fluid = simulated_steady(fluid_scenario, replicas, limit, rate)
                     rows.append({"replicas": replicas, "limit": limit, "utilisation": utilisation, "rate": rate, "real": real, "sim": sim,
@@ -395,9 +398,11 @@ def main() -> None:
         part.add_argument("--dir", default="/tmp/rlscale-sim-to-real", help="where the calibration and the figures are kept")
     parts.choices["calibrate"].add_argument("--stair-s", type=int, default=20, help="seconds per load level")
     parts.choices["calibrate"].add_argument("--step", type=float, default=5.0, help="the calibration's interval (s)")
-    parts.choices["calibrate"].add_argument("--capacity-guess", type=float, default=48.0, help="requests/s of a half-core replica")
+    parts.choices["calibrate"].add_argument("--capacity-guess", type=float, default=87.0, help="requests/s per core of CPU limit")
+    parts.choices["calibrate"].add_argument("--limit", type=float, default=1.0, help="the replicas' CPU limit (cores)")
     parts.choices["steady"].add_argument("--configs", default="", help="replicas x CPU limit, comma-separated (default: all)")
-    parts.choices["steady"].add_argument("--seconds", type=int, default=12, help="seconds of load per point (the first 2 left out)")
+    parts.choices["steady"].add_argument("--seconds", type=int, default=30, help="seconds of load per point (twice at 95%%; "
+                                         "the first 5 left out)")
     parts.choices["steady"].add_argument("--append", action="store_true", help="add to the figures of an earlier run")
     trace = parts.choices["trace"]
     trace.add_argument("--trace", default=str(TRACE))
