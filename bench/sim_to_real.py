@@ -7,7 +7,7 @@ table, the load average and dockerd's nice value, and keeps its figures in DIR):
     .venv/bin/python bench/sim_to_real.py steady --dir DIR [--configs 1x0.25,1x0.5] [--seconds 30] [--append]
     .venv/bin/python bench/sim_to_real.py trace --dir DIR [--speed 6] [--policy hpa]
 
-`calibrate` offers one replica of a core (`--limit`) a staircase of loads (10%..95% of its capacity),
+`calibrate` offers one replica of half a core (`--limit`) a staircase of loads (10%..95% of its capacity),
 then two replicas (a start-up), and calibrates the service from that history with
 `rlscale calibrate --platform swarm`. `steady` offers each (replicas x CPU limit) 30%, 60%, 80%
 and 95% of the calibrated capacity, on the rig and in the simulator with the calibrated service,
@@ -39,9 +39,9 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from rlscale.agent.hpa_policies import HpaPolicy
 from rlscale.controller.config import ControllerConfig, PrometheusSettings
 from rlscale.controller.main import live_policy
+from rlscale.controller.swarm_actuator import Shape
 from rlscale.controller.swarm_main import build_swarm, engine_client
 from rlscale.env.hpa_behavior import Behavior, ScalingRules
 from rlscale.env.scenario import NodePool, Scenario, load_scenario
@@ -307,8 +307,9 @@ def part_trace(args: argparse.Namespace) -> None:
     window = max(1, round(300 / speed))
     # the simulator: the calibrated service under the same policy, timings and load
     sim_scenario = variant(scenario, 1, limit, replay, interval_s=interval, min_replicas=1, max_replicas=4, scale_down_s=window)
-    sim_scenario = dataclasses.replace(sim_scenario, services=(dataclasses.replace(sim_scenario.services[0], slo_latency_s=slo),))
-    policy = HpaPolicy() if policy_name == "hpa" else live_policy(policy_name)
+    sim_scenario = dataclasses.replace(sim_scenario, services=(dataclasses.replace(sim_scenario.services[0], slo_latency_s=slo),),
+                                       prices=dataclasses.replace(scenario.prices, rule="request"))  # billed as the rig's: reservations
+    policy, _ = live_policy(policy_name)  # as `controller run` loads it (the learned one in its safety net)
     summary = run_policy(sim_scenario, policy, 0, duration_s=seconds, record_series=True)[spec.name]
     sim = summary.figures()
     # the rig: the same service shape under the controller
@@ -324,15 +325,16 @@ def part_trace(args: argparse.Namespace) -> None:
         config = ControllerConfig(platform="swarm", docker_host=parts.docker_host, interval_s=float(interval), policy=policy_name,
                                   selector="rlscale.io/managed=true", listen_port=0,
                                   prometheus=PrometheusSettings(url=parts.prometheus.url, window_s=max(4, 2 * interval), timeout_s=3.0))
-        controller = build_swarm(config, engine_client(parts.docker_host, 10), policy=policy)
+        controller = build_swarm(config, engine_client(parts.docker_host, 10))  # loads and verifies the policy by name
         runner = threading.Thread(target=controller.run, daemon=True)
-        samples: list[tuple[float, int]] = []
+        samples: list[tuple[float, int, float, float]] = []  # (time, tasks meant to run, CPU and memory reservation)
         stop = threading.Event()
 
         def sample() -> None:
             while not stop.is_set():
                 meant = [t for t in parts.api.tasks(filters={"service": SERVICE}) if t.get("DesiredState") == "running"]
-                samples.append((time.monotonic(), len(meant)))
+                request_cpu, _, request_memory, _ = Shape.of(parts.api.inspect_service(SERVICE)["Spec"]).resources()
+                samples.append((time.monotonic(), len(meant), request_cpu, request_memory))
                 stop.wait(1.0)
 
         sampler = threading.Thread(target=sample, daemon=True)
@@ -348,7 +350,7 @@ def part_trace(args: argparse.Namespace) -> None:
             sampler.join(timeout=5)
         at = time.time()
         containers = container_figures(parts.prometheus, seconds, at)
-    real = replay_figures(report, samples, began, seconds, interval, spec, limit, scenario.prices, slo)
+    real = replay_figures(report, samples, began, seconds, interval, scenario.prices, slo)
     real.update(cpu=containers["cpu"], throttled=containers["throttled"])
     sim_replicas = summary.series["replicas_desired"]
     rows = {"policy": policy_name, "speed": speed, "seconds": seconds, "interval": interval, "load_average": os.getloadavg()[0],
@@ -371,13 +373,15 @@ def part_trace(args: argparse.Namespace) -> None:
     print(machine(), flush=True)
 
 
-def replay_figures(report: LoadReport, samples: list[tuple[float, int]], began: float, seconds: int, interval: int, spec: Any,
-                   limit: float, prices: Any, slo: float) -> dict[str, Any]:
-    """Per decision interval, as the simulator's summary counts: cost of the reserved replicas, and p95 > SLO."""
-    times = np.array([t - began for t, _ in samples])
-    counts = np.array([n for _, n in samples], dtype=float)
-    per_second = np.interp(np.arange(seconds) + 0.5, times, counts) if times.size else np.zeros(seconds)
-    cost = float(np.sum(per_second) * prices.per_second(limit, spec.memory_request))
+def replay_figures(report: LoadReport, samples: list[tuple[float, int, float, float]], began: float, seconds: int, interval: int,
+                   prices: Any, slo: float) -> dict[str, Any]:
+    """Per decision interval, as the simulator's summary counts: the cost of the tasks' reservations, and p95 > SLO."""
+    times = np.array([sample[0] - began for sample in samples])
+    counts, cpu, memory = (np.array([sample[k] for sample in samples], dtype=float) for k in (1, 2, 3))
+    at = np.arange(seconds) + 0.5
+    per_second = np.interp(at, times, counts) if times.size else np.zeros(seconds)
+    index = np.clip(np.searchsorted(times, at) - 1, 0, max(times.size - 1, 0))
+    cost = float(sum(n * prices.per_second(cpu[i], memory[i]) for n, i in zip(per_second, index))) if times.size else 0.0
     violating, replicas = 0, []
     intervals = seconds // interval
     for i in range(intervals):
@@ -399,7 +403,8 @@ def main() -> None:
     parts.choices["calibrate"].add_argument("--stair-s", type=int, default=20, help="seconds per load level")
     parts.choices["calibrate"].add_argument("--step", type=float, default=5.0, help="the calibration's interval (s)")
     parts.choices["calibrate"].add_argument("--capacity-guess", type=float, default=87.0, help="requests/s per core of CPU limit")
-    parts.choices["calibrate"].add_argument("--limit", type=float, default=1.0, help="the replicas' CPU limit (cores)")
+    parts.choices["calibrate"].add_argument("--limit", type=float, default=0.5, help="the replicas' CPU limit (cores): where the "
+                                            "quota binds, its throttling shows how much the work varies")
     parts.choices["steady"].add_argument("--configs", default="", help="replicas x CPU limit, comma-separated (default: all)")
     parts.choices["steady"].add_argument("--seconds", type=int, default=30, help="seconds of load per point (twice at 95%%; "
                                          "the first 5 left out)")
