@@ -260,7 +260,7 @@ def part_steady(args: argparse.Namespace) -> None:
                     fluid = simulated_steady(fluid_scenario, replicas, limit, rate)
                     rows.append({"replicas": replicas, "limit": limit, "utilisation": utilisation, "rate": rate, "real": real, "sim": sim,
                                  "fluid": fluid, "load_average": os.getloadavg()[0]})
-                    print(f"{replicas:>3}x{limit:<4g}{utilisation:>4.2f} {rate:>7.1f} | {real['mean'] * 1000:>8.1f}/{sim['mean'] * 1000:<8.1f}"
+                    print(f"{replicas:>3}x{limit:<5g}{utilisation:>5.2f} {rate:>7.1f} | {real['mean'] * 1000:>8.1f}/{sim['mean'] * 1000:<8.1f}"
                           f"{_miss(real['mean'], sim['mean'], 'mean'):>6} | {real['p95'] * 1000:>7.1f}/{sim['p95'] * 1000:<8.1f}"
                           f"{_miss(real['p95'], sim['p95'], 'p95'):>6} | {real['server_mean'] * 1000:>6.1f}/{real['server_p95'] * 1000:<8.1f} | "
                           f"{real['throttled']:>8.2f}/{sim['throttled']:<9.2f}{_miss(real['throttled'], sim['throttled'], 'throttled'):>6} | "
@@ -358,19 +358,24 @@ def part_trace(args: argparse.Namespace) -> None:
                                   "mean_replicas": sim["mean_replicas"], "max_replicas": sim["max_replicas"], "p95": sim["p95_latency_s"],
                                   "cpu": sim["cpu_used_core_hours"] * 3600 / seconds, "replicas": sim_replicas}}
     (folder / f"trace-{policy_name.replace(':', '-')}.json").write_text(json.dumps(rows, indent=1))
-    s = rows["sim"]
+    print_trace(rows)
+    print(machine(), flush=True)
+
+
+def print_trace(run: dict[str, Any]) -> None:
+    """A replay's figures, real and simulated, against the targets; replicas over time."""
+    real, sim = run["real"], run["sim"]
     print(f"{'':24} {'real':>10} {'sim':>10} {'miss':>6}")
     for label, key in (("cost ($)", "cost"), ("SLO-violating intervals", "violating_intervals")):
-        off = (s[key] - real[key]) / real[key] if real[key] else (0.0 if s[key] == real[key] else float("inf"))
-        print(f"{label:24} {real[key]:>10.4g} {s[key]:>10.4g} {off:>+6.0%}{'' if abs(off) <= TARGETS['cost'] else '!'}")
+        off = (sim[key] - real[key]) / real[key] if real[key] else (0.0 if sim[key] == real[key] else float("inf"))
+        print(f"{label:24} {real[key]:>10.4g} {sim[key]:>10.4g} {off:>+6.0%}{'' if abs(off) <= TARGETS['cost'] else '!'}")
     for label, key in (("intervals", "intervals"), ("mean replicas", "mean_replicas"), ("max replicas", "max_replicas"),
                        ("p95 latency (s)", "p95"), ("CPU (cores)", "cpu")):
-        print(f"{label:24} {real[key]:>10.4g} {s[key]:>10.4g}")
+        print(f"{label:24} {real[key]:>10.4g} {sim[key]:>10.4g}")
     print(f"{'throttled share (real)':24} {real['throttled']:>10.3f}")
     print("replicas over time (one character per decision interval, real then sim):")
     print("  real " + "".join(str(r) for r in real["replicas"]))
-    print("  sim  " + "".join(str(int(r)) for r in sim_replicas))
-    print(machine(), flush=True)
+    print("  sim  " + "".join(str(int(r)) for r in sim["replicas"]), flush=True)
 
 
 def replay_figures(report: LoadReport, samples: list[tuple[float, int, float, float]], began: float, seconds: int, interval: int,
