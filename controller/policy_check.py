@@ -102,6 +102,8 @@ def refuse_non_finite(state: ServiceState) -> str | None:
         value = getattr(state, field.name)
         if isinstance(value, float) and not math.isfinite(value):
             return f"{field.name} is {value}"
-    if not np.all(np.isfinite(codec.encode(state))):
+    alone = codec.History()  # the observation of this state on its own: what the codec makes of it, whatever came before
+    alone.record(state)
+    if not np.all(np.isfinite(codec.encode(alone))):
         return "its observation is not finite"
     return None
