@@ -41,7 +41,8 @@ Action (one service): MultiDiscrete([7, 3, 3, 3]) = (utilization, CPU limit leve
 | part         | choices                                                                        |
 | ------------ | ------------------------------------------------------------------------------ |
 | utilization  | u = 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9 of the CPU limit at the planned replicas  |
-| cpu limit    | the most the workers can use (within the bounds), half of it, a quarter of it   |
+| cpu limit    | the most the workers can use (within the bounds), half of it, a quarter of it;  |
+|              | raised a level at a time while the plan needs more than the upper replica bound |
 | anticipation | plan for: this interval's load; it plus its trend over the start-up time; the   |
 |              | history's peak                                                                 |
 | request      | CPU request = 0.25, 0.5 or 1 x what a replica is planned to use                 |
@@ -162,12 +163,17 @@ def decode(action: Sequence[int], history: History, *, workers_cores: float | No
     bounds = state.bounds
     u = UTILIZATIONS[int(action[0])]
     top = min(bounds.max_cpu_limit, workers_cores) if workers_cores else bounds.max_cpu_limit
+    highest = min(max(top, bounds.min_cpu_limit), bounds.max_cpu_limit)
     level = min(max(top / 2.0 ** (CPU_LEVELS - 1 - int(action[1])), bounds.min_cpu_limit), bounds.max_cpu_limit)
     hold = state.time_s - history.resources_changed_at < (RESOURCE_HOLD_S if state.in_place_resize else ROLLING_HOLD_S)
     cpu_limit = state.cpu_limit if hold else float(level)
     demand = _anticipated_load(history, ANTICIPATIONS[int(action[2])], state) * (history.cpu_per_request or 0.0)
     if not math.isfinite(demand):
         demand = 0.0
+    # The load comes first: a limit too small to serve it within the replica bound goes up a level at a time,
+    # hold or not (the replica bound would otherwise cap the service below its load).
+    while demand > bounds.max_replicas * cpu_limit * u and cpu_limit < highest:
+        cpu_limit, hold = min(cpu_limit * 2.0, highest), False
     replicas = bounds.min_replicas if demand <= 0 else min(bounds.max_replicas, math.ceil(demand / (cpu_limit * u) - 1e-9))
     replicas = min(max(replicas, bounds.min_replicas), bounds.max_replicas)
     cpu_request = _on_grid(REQUEST_SHARES[int(action[3])] * demand / replicas, cpu_limit, MIN_CPU_REQUEST)

@@ -82,6 +82,16 @@ def test_resources_hold_between_changes() -> None:
     assert codec.decode((U60, 0, NOW, HALF), rolling).cpu_limit == 2.0  # a rolling update holds 30 minutes
 
 
+def test_a_limit_too_small_for_the_load_at_the_replica_bound_goes_up_hold_or_not() -> None:
+    busy = state(load_rps=2000.0, cpu_usage=1.6, cpu_limit=2.0)  # 6.4 cores of demand; 20 replicas of 0.5 at 60% serve 6
+    decision = codec.decode((U60, 0, NOW, HALF), history(busy))
+    assert decision.cpu_limit == pytest.approx(1.0) and decision.replicas == 11  # a level up, and the plan fits
+    held = history(dataclasses.replace(busy, in_place_resize=False, cpu_limit=0.25))
+    held.resources_changed_at = busy.time_s - 60.0  # a rolling update a minute ago: the hold would keep 0.25
+    assert codec.decode((U60, 0, NOW, HALF), held).cpu_limit == pytest.approx(1.0)
+    assert codec.decode((U60, TOP, NOW, HALF), history(busy)).cpu_limit == 2.0  # the top: nothing to raise
+
+
 def test_a_rolling_service_keeps_its_request_unless_it_is_far_off() -> None:
     rolling = state(in_place_resize=False, cpu_limit=2.0, cpu_request=0.05)
     near = codec.decode((U60, TOP, NOW, HALF), history(rolling))  # half of 0.16 cores planned: 0.08, within 2x of 0.05

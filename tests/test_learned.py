@@ -167,3 +167,16 @@ def test_training_on_a_folder_without_traces_is_refused(tmp_path: Path) -> None:
     from test_cli_errors import assert_one_line_error
 
     assert_one_line_error(run_cli("train", "--traces", str(tmp_path)), "--traces", "no directory of *.csv traces")
+
+
+@pytest.mark.parametrize(("candidate", "best", "chosen"), [
+    ((0.05, 1.30), None, True),  # the first that beats the reference
+    ((0.02, 1.30), (0.05, 1.05), True),  # fewer violations in the cluster come first
+    ((0.08, 1.00), (0.05, 1.30), False),  # cheaper, but the cluster violates more
+    ((0.031, 1.15), (0.025, 1.20), True),  # as few (within a point): the cheaper
+    ((0.031, 1.25), (0.025, 1.20), False),
+], ids=["first", "fewer-violations", "cheaper-but-violating", "tie-cheaper", "tie-dearer"])
+def test_the_best_checkpoint_is_the_clusters_slo_first_then_cost(candidate, best, chosen) -> None:
+    from rlscale.training.train import better
+
+    assert better(candidate, best) is chosen

@@ -56,7 +56,7 @@ def killed_and_settled(rig, name: str) -> bool:
 
 @pytest.mark.parametrize("policy", ["hpa", "learned:default"])
 def test_load_step_raises_replicas_and_latency_recovers(rig, policy: str) -> None:
-    """A step from 4 to 25 requests/s on one replica of a quarter core (about 17 requests/s of capacity)."""
+    """A step from 2 to 25 requests/s on one replica of a quarter core (about 17 requests/s of capacity)."""
     service = rig.service(replicas=1, cpu_limit=0.25, batch=32, labels={
         "rlscale.io/slo-latency-seconds": str(SLO_S), "rlscale.io/hpa-cpu-utilization": "50", "rlscale.io/max-replicas": "6"})
     before, after, step_rps = 6, 40, 25.0
@@ -65,11 +65,11 @@ def test_load_step_raises_replicas_and_latency_recovers(rig, policy: str) -> Non
         runner = threading.Thread(target=controller.run, daemon=True)
         runner.start()
         try:
-            load = Background(service.port, np.r_[np.full(before, 4.0), np.full(after, step_rps)], seed=1)
+            load = Background(service.port, np.r_[np.full(before, 2.0), np.full(after, step_rps)], seed=1)
             step_at = load.started + before
             wait_until(lambda: time.monotonic() >= step_at, before + 1, "the step")
             at_step = replicas(rig, service.name)
-            # 4 requests/s need no more than the minimum; the shipped policy (out of its training distribution
+            # 2 requests/s (a quarter of the HPA target on a busy machine too) need no more than the minimum; the shipped policy (out of its training distribution
             # here: its service's request is half its limit) adds replicas at any load, but not up to the maximum
             assert at_step == 1 if policy == "hpa" else at_step < 6
             # the step reaches the controller through an 8 s rate window; then two decision intervals (and 2 s to act)
