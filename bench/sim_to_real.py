@@ -289,29 +289,63 @@ def trace_segment(path: Path, minutes: int) -> TraceReplay:
     return TraceReplay(dataclasses.replace(trace, counts=trace.counts[start:start + rows], name=f"{trace.name}[{start}:{start + rows}]"))
 
 
+@dataclasses.dataclass(frozen=True)
+class Replay:
+    """A trace segment replayed on the rig and in the simulator: what `trace` was asked (kept with its figures)."""
+
+    trace: str
+    minutes: int
+    speed: float
+    limit: float
+    peak: float
+    slo: float
+    policy: str
+
+    @property
+    def interval(self) -> int:
+        return max(1, round(30 / self.speed))  # the controller's 30 s decisions, compressed as the trace is
+
+    @property
+    def seconds(self) -> int:
+        return int(self.minutes * 60 / self.speed)
+
+    def workload(self, spec: Any) -> TraceReplay:
+        capacity = dataclasses.replace(spec, cpu_limit=self.limit).replica_capacity_rps
+        segment = trace_segment(Path(self.trace), self.minutes)
+        return dataclasses.replace(segment, time_scale=1.0 / self.speed, peak_rps_target=self.peak * capacity)
+
+    @property
+    def scale_down_s(self) -> int:
+        return max(1, round(300 / self.speed))  # the HPA's 5-minute scale-down window, compressed
+
+
+def simulated_replay(scenario: Scenario, replay: Replay) -> dict[str, Any]:
+    """The calibrated service under the same policy, timings and load, billed as the rig is (reservations)."""
+    spec = scenario.services[0]
+    sim_scenario = variant(scenario, 1, replay.limit, replay.workload(spec), interval_s=replay.interval, min_replicas=1, max_replicas=4,
+                           scale_down_s=replay.scale_down_s)
+    sim_scenario = dataclasses.replace(sim_scenario, services=(dataclasses.replace(sim_scenario.services[0], slo_latency_s=replay.slo),),
+                                       prices=dataclasses.replace(scenario.prices, rule="request"))
+    policy, _ = live_policy(replay.policy)  # as `controller run` loads it (the learned one in its safety net)
+    summary = run_policy(sim_scenario, policy, 0, duration_s=replay.seconds, record_series=True)[spec.name]
+    sim = summary.figures()
+    return {"cost": sim["cost"], "violating_intervals": summary.violating_intervals, "intervals": summary.intervals,
+            "mean_replicas": sim["mean_replicas"], "max_replicas": sim["max_replicas"], "p95": sim["p95_latency_s"],
+            "cpu": sim["cpu_used_core_hours"] * 3600 / replay.seconds, "replicas": summary.series["replicas_desired"]}
+
+
 def part_trace(args: argparse.Namespace) -> None:
     folder = Path(args.dir)
     scenario = calibrated(folder)
     spec = scenario.services[0]
-    limit, speed, policy_name = args.limit, args.speed, args.policy
-    interval = max(1, round(30 / speed))
-    capacity = dataclasses.replace(spec, cpu_limit=limit).replica_capacity_rps
-    segment = trace_segment(Path(args.trace), args.minutes)
-    seconds = int(args.minutes * 60 / speed)
-    replay = dataclasses.replace(segment, time_scale=1.0 / speed, peak_rps_target=args.peak * capacity)
-    rates = replay.rates(seconds, np.random.default_rng(0))
-    slo = args.slo
-    print(f"{segment.trace.name}: {args.minutes} min replayed in {seconds} s (x{speed:g}), peak {rates.max():.1f} requests/s "
-          f"({args.peak:g} x a {limit:g}-core replica's {capacity:.1f}); policy {policy_name}, decisions every {interval} s; "
+    replay = Replay(args.trace, args.minutes, args.speed, args.limit, args.peak, args.slo, args.policy)
+    limit, seconds, interval, slo, window = replay.limit, replay.seconds, replay.interval, replay.slo, replay.scale_down_s
+    workload = replay.workload(spec)
+    rates = workload.rates(seconds, np.random.default_rng(0))
+    print(f"{workload.trace.name}: {replay.minutes} min replayed in {seconds} s (x{replay.speed:g}), peak {rates.max():.1f} requests/s "
+          f"({replay.peak:g} x a {limit:g}-core replica's capacity); policy {replay.policy}, decisions every {interval} s; "
           f"SLO p95 <= {slo:g} s; {machine()}", flush=True)
-    window = max(1, round(300 / speed))
-    # the simulator: the calibrated service under the same policy, timings and load
-    sim_scenario = variant(scenario, 1, limit, replay, interval_s=interval, min_replicas=1, max_replicas=4, scale_down_s=window)
-    sim_scenario = dataclasses.replace(sim_scenario, services=(dataclasses.replace(sim_scenario.services[0], slo_latency_s=slo),),
-                                       prices=dataclasses.replace(scenario.prices, rule="request"))  # billed as the rig's: reservations
-    policy, _ = live_policy(policy_name)  # as `controller run` loads it (the learned one in its safety net)
-    summary = run_policy(sim_scenario, policy, 0, duration_s=seconds, record_series=True)[spec.name]
-    sim = summary.figures()
+    sim = simulated_replay(scenario, replay)
     # the rig: the same service shape under the controller
     with rig() as parts:
         service = deploy.RigService(SERVICE, free_port(), parts.sd_dir, replicas=1, cpu_limit=limit, timeout_s=15, labels={
@@ -322,7 +356,7 @@ def part_trace(args: argparse.Namespace) -> None:
         deploy.create_service(parts.api, service)
         deploy.wait_running(parts.api, SERVICE, 1)
         time.sleep(2)
-        config = ControllerConfig(platform="swarm", docker_host=parts.docker_host, interval_s=float(interval), policy=policy_name,
+        config = ControllerConfig(platform="swarm", docker_host=parts.docker_host, interval_s=float(interval), policy=replay.policy,
                                   selector="rlscale.io/managed=true", listen_port=0,
                                   prometheus=PrometheusSettings(url=parts.prometheus.url, window_s=max(4, 2 * interval), timeout_s=3.0))
         controller = build_swarm(config, engine_client(parts.docker_host, 10))  # loads and verifies the policy by name
@@ -352,12 +386,9 @@ def part_trace(args: argparse.Namespace) -> None:
         containers = container_figures(parts.prometheus, seconds, at)
     real = replay_figures(report, samples, began, seconds, interval, scenario.prices, slo)
     real.update(cpu=containers["cpu"], throttled=containers["throttled"])
-    sim_replicas = summary.series["replicas_desired"]
-    rows = {"policy": policy_name, "speed": speed, "seconds": seconds, "interval": interval, "load_average": os.getloadavg()[0],
-            "real": real, "sim": {"cost": sim["cost"], "violating_intervals": summary.violating_intervals, "intervals": summary.intervals,
-                                  "mean_replicas": sim["mean_replicas"], "max_replicas": sim["max_replicas"], "p95": sim["p95_latency_s"],
-                                  "cpu": sim["cpu_used_core_hours"] * 3600 / seconds, "replicas": sim_replicas}}
-    (folder / f"trace-{policy_name.replace(':', '-')}.json").write_text(json.dumps(rows, indent=1))
+    rows = {"replay": dataclasses.asdict(replay), "speed": replay.speed, "seconds": seconds, "interval": interval,
+            "load_average": os.getloadavg()[0], "real": real, "sim": sim}
+    (folder / f"trace-{replay.policy.replace(':', '-')}.json").write_text(json.dumps(rows, indent=1))
     print_trace(rows)
     print(machine(), flush=True)
 

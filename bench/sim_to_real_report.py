@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/sim_to_real_report.py --dir DIR            # DIR/steady.json, DIR/trace-*.json -> table, DIR/*.png
 
-The simulator's side of the steady points is computed again with the simulator as it is now and
+The simulator's side of the steady points and of the replays is computed again with the simulator as it is now and
 the service as calibrated (`DIR/calibrated/scenario.yaml`), so a change to the model is judged
 against the same real measurements without running the rig again; `--model fluid` shows the
 fluid-limit CPU model (no CFS periods) instead.
@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from sim_to_real import TARGETS, _miss, calibrated, print_trace, simulated_steady  # noqa: E402 (the bench's own helpers)
+from sim_to_real import TARGETS, Replay, _miss, calibrated, print_trace, simulated_replay, simulated_steady  # noqa: E402
 
 KEYS = (("mean", "mean latency (ms)", 1000.0), ("p95", "p95 latency (ms)", 1000.0), ("throttled", "throttled share", 1.0),
         ("cpu", "CPU (cores)", 1.0))
@@ -77,29 +77,37 @@ def plot_steady(rows: list[dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
-def print_traces(folder: Path) -> None:
+def trace_runs(folder: Path) -> list[tuple[str, dict[str, Any]]]:
+    """Each replay's kept figures, the simulator's side run again with the model as it is now."""
+    scenario = calibrated(folder)
+    runs = []
     for path in sorted(folder.glob("trace-*.json")):
         run = json.loads(path.read_text())
-        print(f"{path.stem} (x{run['speed']:g}, decisions every {run['interval']} s, load average {run['load_average']:.1f}):")
+        run["sim"] = simulated_replay(scenario, Replay(**run["replay"]))
+        runs.append((path.stem, run))
+    return runs
+
+
+def print_traces(runs: list[tuple[str, dict[str, Any]]]) -> None:
+    for name, run in runs:
+        print(f"{name} (x{run['speed']:g}, decisions every {run['interval']} s, load average {run['load_average']:.1f}):")
         print_trace(run)
 
 
-def plot_traces(folder: Path, path: Path) -> None:
+def plot_traces(runs: list[tuple[str, dict[str, Any]]], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    runs = sorted(folder.glob("trace-*.json"))
     if not runs:
         return
     fig, axes = plt.subplots(len(runs), 1, figsize=(9, 2.6 * len(runs)), squeeze=False)
-    for ax, file in zip(axes[:, 0], runs):
-        run = json.loads(file.read_text())
+    for ax, (name, run) in zip(axes[:, 0], runs):
         step = run["interval"]
         for label, series, style in (("real", run["real"]["replicas"], "-"), ("sim", run["sim"]["replicas"], "--")):
             ax.step(np.arange(len(series)) * step, series, style, where="post", label=label)
-        ax.set_title(f"{file.stem}: replicas over time", fontsize=10)
+        ax.set_title(f"{name}: replicas over time", fontsize=10)
         ax.set_xlabel("seconds of the replay")
         ax.legend(fontsize=8)
     fig.tight_layout()
@@ -118,8 +126,9 @@ def main() -> None:
         print_steady(rows)
         plot_steady(rows, folder / f"steady-{args.model}.png")
         print(f"plot: {folder / f'steady-{args.model}.png'}")
-    print_traces(folder)
-    plot_traces(folder, folder / "traces.png")
+    runs = trace_runs(folder)
+    print_traces(runs)
+    plot_traces(runs, folder / "traces.png")
 
 
 if __name__ == "__main__":
