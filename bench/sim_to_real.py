@@ -4,6 +4,7 @@ Three parts, each a few minutes of real load (run them one after the other; each
 table, the load average and dockerd's nice value, and keeps its figures in DIR):
 
     .venv/bin/python bench/sim_to_real.py calibrate --dir DIR     # a stretch of history on the rig -> rlscale calibrate -> DIR
+    .venv/bin/python bench/sim_to_real.py refit --dir DIR         # the same history fitted again (no rig)
     .venv/bin/python bench/sim_to_real.py steady --dir DIR [--configs 1x0.25,1x0.5] [--seconds 30] [--append]
     .venv/bin/python bench/sim_to_real.py trace --dir DIR [--speed 6] [--policy hpa]
 
@@ -52,7 +53,9 @@ from rlscale.rig import deploy
 from rlscale.rig.cadvisor import ContainerExporter
 from rlscale.rig.loadgen import LoadReport, run_load
 from rlscale.rig.prometheus import PrometheusProcess, free_port
-from rlscale.training.calibrate import CalibrateOptions, calibrate
+from rlscale.training.calibrate import CalibrateOptions, calibrate, calibrate_service, write_calibration
+from rlscale.training.calibrate_history import History, ReplicaQueries, Window
+from rlscale.training.calibrate_platform import NodePoolFacts, ServiceFacts
 from rlscale.training.runner import run_policy
 
 SERVICE = "sim-to-real"
@@ -176,10 +179,41 @@ def part_calibrate(args: argparse.Namespace) -> None:
         calibrations = calibrate(CalibrateOptions(
             prometheus=parts.prometheus.url, out=out, services=(SERVICE,), platform="swarm", since_s=ended - started, until=ended,
             step_s=args.step, held_out=0.2, force=True, docker_host=parts.docker_host))
-        for e in calibrations[0].estimates.values():
-            print(f"  {e.name:20s} {e.value:12.5g} {e.unit:12s} R²={e.r2 if e.r2 is None else round(e.r2, 3)} "
-                  f"points={e.points} {('PRIOR: ' + e.warning) if e.warning else ''}", flush=True)
-        print(f"wrote {out}; {machine()}", flush=True)
+        keep_inputs(folder, calibrations[0], parts.prometheus.url, ended - started, ended, args.step)
+        print_estimates(calibrations[0])
+        print(f"wrote {out} (and the history it was fitted on, for `refit`); {machine()}", flush=True)
+
+
+def print_estimates(calibration: Any) -> None:
+    for e in calibration.estimates.values():
+        print(f"  {e.name:20s} {e.value:12.5g} {e.unit:12s} R²={e.r2 if e.r2 is None else round(e.r2, 3)} "
+              f"points={e.points} {('PRIOR: ' + e.warning) if e.warning else ''}", flush=True)
+
+
+def keep_inputs(folder: Path, calibration: Any, prometheus: str, since_s: float, until: float, step: float) -> None:
+    """What the calibration was fitted on (the history, the platform's facts), so that `refit` can fit it again."""
+    history = {k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in dataclasses.asdict(calibration.history).items()}
+    (folder / "calibration-input.json").write_text(json.dumps({
+        "facts": dataclasses.asdict(calibration.facts), "history": history, "prometheus": prometheus, "since_s": since_s,
+        "until": until, "step": step}))
+
+
+def part_refit(args: argparse.Namespace) -> None:
+    """The calibration fitted again on the history `calibrate` kept, with the fits as they are now (no rig)."""
+    folder = Path(args.dir)
+    kept = json.loads((folder / "calibration-input.json").read_text())
+    facts = kept["facts"]
+    facts = ServiceFacts(**{**facts, "resources": tuple(facts["resources"]), "cpu_limit_range": tuple(facts["cpu_limit_range"]),
+                            "memory_limit_range": tuple(facts["memory_limit_range"]), "queries": ReplicaQueries(**facts["queries"])})
+    arrays = {k: np.asarray(v, dtype=bool if k == "steady" else float) for k, v in kept["history"].items() if isinstance(v, list)}
+    history = History(**{**kept["history"], **arrays, "window": Window(**kept["history"]["window"])})
+    pool = NodePoolFacts(**json.loads((folder / "calibrated" / "calibration.json").read_text())["node_pool"])
+    options = CalibrateOptions(prometheus=kept["prometheus"], out=folder / "calibrated", services=(facts.name,), platform="swarm",
+                               since_s=kept["since_s"], until=kept["until"], step_s=kept["step"], held_out=0.2, force=True)
+    calibration = calibrate_service(facts, history, options)
+    write_calibration(options, [calibration], pool, history.window)
+    print_estimates(calibration)
+    print(f"wrote {options.out}", flush=True)
 
 
 # -- steady state --------------------------------------------------------------------------------
@@ -433,7 +467,7 @@ def replay_figures(report: LoadReport, samples: list[tuple[float, int, float, fl
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parts = parser.add_subparsers(dest="part", required=True)
-    for name in ("calibrate", "steady", "trace"):
+    for name in ("calibrate", "refit", "steady", "trace"):
         part = parts.add_parser(name)
         part.add_argument("--dir", default="/tmp/rlscale-sim-to-real", help="where the calibration and the figures are kept")
     parts.choices["calibrate"].add_argument("--stair-s", type=int, default=20, help="seconds per load level")
@@ -455,7 +489,7 @@ def main() -> None:
     trace.add_argument("--slo", type=float, default=0.25, help="p95 latency target (s)")
     args = parser.parse_args()
     Path(args.dir).mkdir(parents=True, exist_ok=True)
-    {"calibrate": part_calibrate, "steady": part_steady, "trace": part_trace}[args.part](args)
+    {"calibrate": part_calibrate, "refit": part_refit, "steady": part_steady, "trace": part_trace}[args.part](args)
 
 
 if __name__ == "__main__":

@@ -319,13 +319,20 @@ def calibrate(options: CalibrateOptions, say: Callable[[str], None] = lambda lin
         history = read_history(prometheus, window, service.name, app, service.queries, quantile)
         say(f"{service.name}: fitting ({history.replicas_seen} replicas seen)")
         calibrations.append(calibrate_service(service, history, options))
+    write_calibration(options, calibrations, pool, window)
+    return calibrations
+
+
+def write_calibration(options: CalibrateOptions, calibrations: list[ServiceCalibration], pool: NodePoolFacts | None,
+                      window: Window) -> None:
+    """The scenario, traces, training config and report of these calibrations into `options.out`, all or nothing."""
     warnings: list[str] = []
     pool = node_pool_or_prior(pool, calibrations, warnings)
-    description = (f"Calibrated by rlscale calibrate from {prometheus.url} ({options.platform}, profile {settings.profile}) over "
-                   f"{when(window.start)}..{when(window.end)}, {window.step:g} s intervals; see calibration.md")
+    description = (f"Calibrated by rlscale calibrate from {options.prometheus} ({options.platform}, profile "
+                   f"{options.controller.prometheus.profile}) over {when(window.start)}..{when(window.end)}, {window.step:g} s "
+                   "intervals; see calibration.md")
     scenario = scenario_mapping(calibrations, pool, options.controller.prices, description)
     _write(options.out, scenario, calibrations, pool, warnings, options, window, force=options.force)
-    return calibrations
 
 
 def _write(out: Path, scenario: dict[str, Any], calibrations: list[ServiceCalibration], pool: NodePoolFacts, warnings: list[str],

@@ -299,7 +299,8 @@ def fit_queue(history: History, cpu_per_request: float, cpu_limit: float, cfs_pe
     losses, lowest = search.losses, search.loss
     chosen, cores = search.chosen, search.cores[search.chosen]
     cores_warning = None
-    if chosen * cores >= cpu_limit * 0.95 and cores >= cpu_limit * 0.95:
+    bursts = cfs_period_s > 0 and float(np.max(throttled)) >= MIN_THROTTLED  # unthrottled periods show a request's own speed
+    if (cores >= cpu_limit * 0.95 and not bursts) or cores >= CORE_GRID[-1] * 0.95:
         cores_warning = (f"a lone request already gets the whole limit ({cpu_limit:g} cores), so its speed and the overhead outside "
                          f"the workers trade off: {max(cores, PRIOR_CORES):.3g} cores is used")
         cores = max(cores, PRIOR_CORES)
