@@ -44,15 +44,6 @@ def capacity(port: int, rate: float, seconds: float) -> float:
     return report.throughput(1.0, seconds + 1)
 
 
-def engine_priority() -> str:
-    """The containers run at dockerd's nice value: say it, since other work on the machine then wins."""
-    try:
-        pid = int((deploy.PROJECT_ROOT / ".ci" / "cache" / "docker" / "dockerd.pid").read_text())
-        return f"dockerd (and so every replica) at nice {os.getpriority(os.PRIO_PROCESS, pid)}"
-    except (OSError, ValueError):
-        return "dockerd's nice value unknown"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=6.0, help="seconds of load per measurement")
@@ -70,7 +61,7 @@ def main() -> None:
     rows = []
     started = time.monotonic()
     print(f"server: {args.layers} dense tanh layers of {args.width} on a batch of {args.batch} per request, 1 worker per replica; "
-          f"{cores} cores, load average {os.getloadavg()[0]:.1f}; {engine_priority()}", flush=True)
+          f"{cores} cores, load average {os.getloadavg()[0]:.1f}; {deploy.engine_priority()}", flush=True)
     print(f"{'replicas':>8} {'limit':>6} {'capacity/s':>10} {'per core/s':>10} {'util':>5} {'offered/s':>9} {'p50 ms':>8} {'p95 ms':>8} "
           f"{'errors':>6}", flush=True)
     try:

@@ -2,8 +2,8 @@
 
 - cAdvisor (kubelet): container_cpu_usage_seconds_total, container_cpu_cfs_periods_total,
   container_cpu_cfs_throttled_periods_total (100 ms CFS periods), container_memory_working_set_bytes;
-- kube-state-metrics: Deployment replicas, pod readiness, container requests and limits,
-  restarts and the last termination reason (OOMKilled), HPA bounds and replicas;
+- kube-state-metrics: Deployment replicas, pod readiness, creation and ready times, container
+  requests and limits, restarts and the last termination reason (OOMKilled), HPA bounds and replicas;
 - each service's own request counter and latency histogram (inference_requests_total,
   inference_request_duration_seconds).
 """
@@ -50,6 +50,9 @@ class ClusterCollector(Collector):
         node_labels = GaugeMetricFamily("kube_node_labels", "Node labels (as --metric-labels-allowlist=nodes=[rlscale.io/node-pool]).",
                                         labels=["node", NODE_POOL_SERIES_LABEL])
         ready = GaugeMetricFamily("kube_pod_status_ready", "Pod readiness.", labels=["namespace", "pod", "condition"])
+        created = GaugeMetricFamily("kube_pod_created", "Unix creation timestamp.", labels=["namespace", "pod"])
+        ready_time = GaugeMetricFamily("kube_pod_status_ready_time", "Readiness achieved time in unix timestamp.", labels=["namespace", "pod"])
+        base = api.base.timestamp()
         restarts = CounterMetricFamily("kube_pod_container_status_restarts_total", "Container restarts.", labels=pod_labels)
         reason = GaugeMetricFamily("kube_pod_container_status_last_terminated_reason", "Last termination reason.",
                                    labels=[*pod_labels, "reason"])
@@ -78,6 +81,9 @@ class ClusterCollector(Collector):
                     ready_count += is_ready
                     ready.add_metric([ns, p.name, "true"], float(is_ready))
                     ready.add_metric([ns, p.name, "false"], float(not is_ready))
+                    created.add_metric([ns, p.name], base + max(p.created_at, -base))
+                    if is_ready:
+                        ready_time.add_metric([ns, p.name], base + p.ready_since)
                     node = p.node.name if p.node is not None else ""
                     requests.add_metric([*labels, node, "cpu", "core"], p.cpu_request)
                     requests.add_metric([*labels, node, "memory", "byte"], p.memory_request)
@@ -115,6 +121,6 @@ class ClusterCollector(Collector):
                 allocatable.add_metric([node.name, "memory", "byte"], node.memory)
                 node_labels.add_metric([node.name, node.pool], 1.0)
         dropped = set(getattr(faults, "drop_metrics", ()))
-        yield from (family for family in (cpu, periods, throttled, memory, requests, limits, allocatable, node_labels, ready, restarts, reason,
-                                          spec_replicas, ready_replicas, available, hpa_min, hpa_max, hpa_desired, hpa_current,
-                                          app_requests, latency) if family.name not in dropped)
+        yield from (family for family in (cpu, periods, throttled, memory, requests, limits, allocatable, node_labels, ready, created,
+                                          ready_time, restarts, reason, spec_replicas, ready_replicas, available, hpa_min, hpa_max,
+                                          hpa_desired, hpa_current, app_requests, latency) if family.name not in dropped)

@@ -23,11 +23,21 @@ from rlscale.rig.prometheus import free_port, require_prometheus, terminate
 
 class PrometheusServer:
     """Prometheus scraping `targets` (host:port, path /metrics) every `interval_s`; `retarget` changes them
-    at run time (file-based discovery), so one server can serve many tests."""
+    at run time (file-based discovery), so one server can serve many tests.
 
-    def __init__(self, targets: list[str], interval_s: float = 1.0) -> None:
+    With `backfill` (an OpenMetrics file of timestamped samples), its TSDB starts with those
+    samples as history (`promtool tsdb create-blocks-from openmetrics`, Prometheus's backfill).
+    """
+
+    def __init__(self, targets: list[str], interval_s: float = 1.0, backfill: Path | None = None) -> None:
         binary = require_prometheus()
         self.directory = Path(tempfile.mkdtemp(prefix="rlscale-prometheus-"))
+        retention = "1h"
+        if backfill is not None:
+            promtool = Path(binary).with_name("promtool")
+            subprocess.run([str(promtool), "tsdb", "create-blocks-from", "openmetrics", "--quiet", str(backfill),
+                            str(self.directory / "data")], check=True, stdout=subprocess.DEVNULL)
+            retention = "3650d"  # the history's blocks are old: keep them
         config = self.directory / "prometheus.yml"
         self.targets_file = self.directory / "targets.json"
         self._write_targets(targets)
@@ -42,7 +52,7 @@ class PrometheusServer:
         self.log = (self.directory / "prometheus.log").open("w")
         self.process = subprocess.Popen(
             [binary, f"--config.file={config}", f"--storage.tsdb.path={self.directory / 'data'}",
-             f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn", "--storage.tsdb.retention.time=1h"],
+             f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn", f"--storage.tsdb.retention.time={retention}"],
             stdout=self.log, stderr=subprocess.STDOUT,
         )
         self._wait(lambda: self._get("/-/ready") is not None, 30, "Prometheus did not become ready")

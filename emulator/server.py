@@ -66,7 +66,8 @@ ROUTES: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"^/api/v1(?:/namespaces/(?P<ns>[^/]+))?/events(?:/(?P<name>[^/]+))?$"), "events"),
     (re.compile(r"^/apis/metrics\.k8s\.io/v1beta1(?:/namespaces/(?P<ns>[^/]+))?/pods(?:/(?P<name>[^/]+))?$"), "podmetrics"),
 ]
-VERSION = {"major": "1", "minor": "33", "gitVersion": "v1.33.0-rlscale-emulator", "platform": "linux/amd64"}
+VERSION = {"major": "1", "minor": "33", "gitVersion": "v1.33.0-rlscale-emulator", "gitCommit": "", "gitTreeState": "clean",
+           "buildDate": "2026-01-01T00:00:00Z", "goVersion": "", "compiler": "gc", "platform": "linux/amd64"}
 
 class EmulatorServer:
     """The emulator running: HTTP on 127.0.0.1, and a clock thread unless `speed` is 0."""
@@ -211,7 +212,7 @@ class _Handler(BaseHTTPRequestHandler):
                 if method == "PUT":
                     self.emulator.set_faults(json.loads(body or b"{}"))
                 return self._json(200, dataclasses.asdict(self.emulator.faults))
-            if url.path == "/version":
+            if url.path.rstrip("/") == "/version":  # clients ask for /version/ too
                 return self._json(200, VERSION)
             if self._discovery(url.path):
                 return

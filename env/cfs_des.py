@@ -17,7 +17,7 @@ import numpy as np
 
 from rlscale.env.contention import CpuClaim, effective_cpu, water_fill
 from rlscale.env.dynamics import replica_model
-from rlscale.env.queueing import component, mixture_quantile, steady_state
+from rlscale.env.queueing import mixture_quantile, steady_state
 
 TWO_SERVICES = ("weights", "loads", "workers")
 
@@ -101,5 +101,5 @@ def model_latency(cpu: float, pods: list[DesPod]) -> list[tuple[float, float]]:
             out.append((math.inf, math.inf))
             continue
         state = steady_state(model.servers, model.mu, pod.rate)
-        out.append((state.mean_response, mixture_quantile([component(1.0, state)], 0.0, 0.95, 1e9)))
+        out.append((state.mean_response, mixture_quantile(model.answered(1.0, state), 0.0, 0.95, 1e9)))
     return out

@@ -15,6 +15,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
+
+MAX_WORK_PHASES = 16  # work less variable than Erlang-16 (cv 0.25) counts as that
+
 
 def replica_servers(cpu_limit: float, concurrency: int, cpu_per_request: float, cores_per_request: float) -> tuple[int, float]:
     """(servers, service rate per server) of a replica.
@@ -97,6 +101,69 @@ class SteadyState:
         return busy + p_c * rho * (1.0 - rho**extra) / (1.0 - rho) ** 2
 
 
+def work_phases(cv: float) -> int:
+    """The Erlang phases that give a request's CPU work the coefficient of variation `cv` (at most 1: exponential)."""
+    return 1 if cv >= 1.0 else min(MAX_WORK_PHASES, max(1, round(1.0 / max(cv, 1e-3) ** 2)))
+
+
+def wait_factor(cv: float) -> float:
+    """Allen-Cunneen: the M/G/c queueing delay is the M/M/c one times (1 + cv^2) / 2."""
+    return (1.0 + cv * cv) / 2.0
+
+
+def cfs_throttled_share(state: SteadyState, period_s: float, quota_requests: float, work_cv: float = 1.0,
+                        late_s: float = 0.0) -> float:
+    """The share of a replica's active CFS periods that are throttled (what cAdvisor's counters give).
+
+    A period is active when some request is there to run: the N0 in the replica at its start or
+    one arriving in it. It is throttled when the work wanting to run in it exceeds the quota,
+    which holds `quota_requests` requests' mean work: the rest of the requests in service, the
+    whole work of those queued, and that of the requests arriving before its last `late_s`
+    (arrivals later than that cannot use up the quota before the period ends). A request's work
+    is Erlang with k = `work_phases(work_cv)` phases (k = 1: exponential, memoryless); a request in
+    service has 1..k of them left, uniformly. For m phases of work, P(work > q) = P(Poisson(k q) < m).
+    N0 is the M/M/c queue's, the queue above the servers geometric with its mean scaled by
+    `wait_factor` (Allen-Cunneen). Checked against a discrete-event simulation of CFS
+    (`tests/test_cpu_model.py`).
+    """
+    servers, rho = state.servers, state.lam / (state.mu * state.servers)
+    factor = wait_factor(work_cv)
+    decay = factor * rho / (1.0 - rho + factor * rho)  # decay / (1 - decay) = factor x rho / (1 - rho)
+    arrivals = state.lam * max(0.0, period_s - late_s)
+    tail = math.log(1e-12) / math.log(decay) if 0.0 < decay < 1.0 else 0.0
+    size = int(min(20_000, max(32.0, tail + arrivals + 10 * math.sqrt(arrivals) + quota_requests + 10 * math.sqrt(quota_requests) + 10)))
+    below = [state.prob_in_system(n) for n in range(servers)]  # fewer than the servers: all in service
+    queued = state.prob_in_system(servers) / (1.0 - rho) * (1.0 - decay) * decay ** np.arange(size)  # N0 = servers + i
+    arriving = _poisson(arrivals, size)
+    k = work_phases(work_cv)
+    enough = np.cumsum(_poisson(k * quota_requests, (size + servers + 1) * k))  # P(Poisson(k q) <= m)
+    step = np.arange(size) * k
+
+    def throttled_with(busy: int, whole: np.ndarray) -> float:
+        """P(throttled) with `busy` requests in service (1..k phases left each) and P(whole requests = j) in `whole`."""
+        rest = np.ones(1)
+        for _ in range(busy):
+            rest = np.convolve(rest, np.ones(k) / k)  # phases left of the ones in service, from `busy` on
+        chance = np.zeros(size)
+        for offset, p in enumerate(rest):  # P(work of m phases > q) = P(Poisson(k q) <= m - 1); none for m = 0
+            m = step + busy + offset
+            chance += p * np.where(m > 0, enough[np.maximum(m - 1, 0)], 0.0)
+        return float(np.dot(whole, chance))
+
+    total = sum(p * throttled_with(n, arriving) for n, p in enumerate(below))
+    total += throttled_with(servers, np.convolve(queued, arriving)[:size])
+    active = 1.0 - below[0] * math.exp(-state.lam * period_s)
+    return float(min(1.0, max(0.0, total / active))) if active > 0.0 else 0.0
+
+
+def _poisson(mean: float, size: int) -> np.ndarray:
+    """P(X = 0..size-1) for X ~ Poisson(mean)."""
+    if mean <= 0.0:
+        return np.eye(1, size).ravel()
+    log_factorial = np.concatenate(([0.0], np.cumsum(np.log(np.arange(1, size, dtype=np.float64)))))
+    return np.exp(np.arange(size) * math.log(mean) - mean - log_factorial)
+
+
 def steady_state(servers: int, mu: float, lam: float) -> SteadyState:
     """The M/M/c steady state; `lam` must be below the capacity servers * mu."""
     return SteadyState(servers, mu, lam, erlang_c(servers, lam / mu) if lam > 0 else 0.0)
@@ -146,10 +213,6 @@ class LatencyComponent:
     @property
     def mean(self) -> float:
         return self.shift + self.wait_probability / self.theta + 1.0 / self.mu
-
-
-def component(weight: float, state: SteadyState, shift: float = 0.0) -> LatencyComponent:
-    return LatencyComponent(weight, shift, state.mu, state.theta, state.wait_probability)
 
 
 def mixture_survival(components: list[LatencyComponent], lost: float, t: float) -> float:

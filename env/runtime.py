@@ -113,6 +113,7 @@ class ServiceRuntime:
     last_hpa_decision: HpaDecision | None = None
     last_hpa_sync: float | None = None
     last_utilization: int | None = None  # the HPA's last CPU utilization reading (% of requests)
+    cfs_period_s: float = 0.0  # the cluster's CFS period (0: fluid CPU limits)
     kpa: KpaSettings | None = None  # a Knative Pod Autoscaler in charge instead of the HPA
     kpa_state: KpaState = field(default_factory=KpaState)
     in_flight_seconds: float = 0.0  # time integral of requests in flight (what the KPA reads)
@@ -150,6 +151,10 @@ class ServiceRuntime:
                 memory_per_request=spec.memory_per_request,
                 base_memory=spec.base_memory,
                 cpu_available=cpu_available,
+                overhead_s=spec.overhead_s,
+                idle_cpu=spec.idle_cpu,
+                cfs_period_s=self.cfs_period_s,
+                work_cv=spec.cpu_cv,
             )
         return found
 

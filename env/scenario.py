@@ -81,6 +81,9 @@ class ClusterTimings:
     cpu_initialization_period_s: int = 300
     initial_readiness_delay_s: int = 30
     resize_delay_s: int = 2  # an in-place resize takes effect this long after it is asked for
+    # CPU limits as the kernel enforces them: a CFS quota per period of this many ms (Linux and Kubernetes use 100).
+    # A request then runs at full speed until its replica has spent the period's quota. 0: a limit is a fluid share.
+    cfs_period_ms: int = 0
 
 
 @dataclass(frozen=True)
@@ -112,6 +115,9 @@ class ServiceSpec:
     timeout_s: float
     hpa: HpaSpec
     resize: str  # "in_place" or "rolling"
+    overhead_s: float = 0.0  # per request, latency outside the workers (network, HTTP parsing): no worker is held
+    idle_cpu: float = 0.0  # cores a ready replica uses with no requests (runtime threads, polling, scrapes)
+    cpu_cv: float = 1.0  # coefficient of variation of the CPU work per request (1: exponential; 0: every request alike)
 
     @property
     def workers_cores(self) -> float:
@@ -237,12 +243,15 @@ def _service_from_config(reader: Reader, base_dir: Path, pools: tuple[NodePool, 
     cpu_per_request = request.quantity("cpu_seconds", positive=True)
     cores_per_request = request.quantity("cores", 1.0, positive=True)
     memory_per_request = request.quantity("memory", 0.0, min_value=0.0)
+    overhead_s = request.number("overhead_s", 0.0, min_value=0.0)
+    cpu_cv = request.number("cpu_cv", 1.0, min_value=0.0, max_value=4.0)
     request.done()
 
     replica = reader.mapping("replica", required=True)
     base_memory = replica.quantity("base_memory", min_value=0.0)
     concurrency = replica.number("concurrency", 1, min_value=1, max_value=256, integer=True)
     startup_s = replica.number("startup_s", min_value=0.0)
+    idle_cpu = replica.quantity("idle_cpu", 0.0, min_value=0.0)
     replica.done()
 
     res = reader.mapping("resources", required=True)
@@ -303,6 +312,9 @@ def _service_from_config(reader: Reader, base_dir: Path, pools: tuple[NodePool, 
         timeout_s=timeout_s,
         hpa=hpa,
         resize=resize,
+        overhead_s=overhead_s,
+        idle_cpu=idle_cpu,
+        cpu_cv=cpu_cv,
     )
 
 

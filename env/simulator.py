@@ -100,6 +100,7 @@ class Simulator:
                 new_pod_resources=resources,
                 hpa_spec=spec.hpa,
                 oom_clock=float(rng.exponential()),
+                cfs_period_s=scenario.timings.cfs_period_ms / 1000.0,
             )
             self.services.append(svc)
             padded = np.pad(rates, (0, -len(rates) % PEAK_BLOCK_S))
@@ -440,7 +441,7 @@ class Simulator:
         return (node.version, *(self.services[i].version for i in services))
 
     def _pod_demand(self, svc: ServiceRuntime, pod: Pod, start: int, end: int, loads: dict[int, tuple[float, float]]) -> float:
-        """The CPU a ready pod needs on average over [start, end): its share of the load (by capacity)."""
+        """The CPU a ready pod needs on average over [start, end): its share of the load (by capacity), and its idle CPU."""
         if svc.backlog > 0.0:
             return svc.usable_cores(pod)  # a queue is waiting: every replica is busy
         load = loads.get(svc.index)
@@ -450,7 +451,8 @@ class Simulator:
                                        sum(m.capacity * n for m, n in zip(view.models, view.counts)))
         rate, total = load
         mine = svc.model(pod.cpu_limit, pod.memory_limit, pod.cpu_available).capacity
-        return rate * mine / total * svc.spec.cpu_per_request if total > 0 else 0.0
+        work = rate * mine / total * svc.spec.cpu_per_request if total > 0 else 0.0
+        return min(svc.usable_cores(pod), work + svc.spec.idle_cpu)
 
     def _fire_oom(self, svc: ServiceRuntime, plan: PlannedSpan) -> None:
         """Kill what the span's OOM clock says: one replica, or every saturated one under overload."""

@@ -7,6 +7,7 @@ bind-mounted into every task. The `rlscale.io/` labels hand it to the controller
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -114,6 +115,15 @@ def start_engine() -> str:
 def engine_script(action: str) -> None:
     """`.ci/docker.sh stop|restart`."""
     subprocess.run(["bash", str(DOCKER_SCRIPT), action], stdout=subprocess.DEVNULL, check=True)
+
+
+def engine_priority() -> str:
+    """The containers run at dockerd's nice value: say it, since other work on the machine then wins."""
+    try:
+        pid = int((PROJECT_ROOT / ".ci" / "cache" / "docker" / "dockerd.pid").read_text())
+        return f"dockerd (and so every replica) at nice {os.getpriority(os.PRIO_PROCESS, pid)}"
+    except (OSError, ValueError):
+        return "dockerd's nice value unknown"
 
 
 def engine_running() -> bool:

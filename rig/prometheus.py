@@ -46,23 +46,25 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def scrape_config(sd_dir: Path, interval_s: float) -> str:
-    """Scrape every target file the replicas write in `sd_dir` (re-read every second)."""
+def scrape_config(sd_dir: Path, interval_s: float, containers: tuple[str, ...] = ()) -> str:
+    """Scrape every target file the replicas write in `sd_dir` (re-read every second), and the container
+    metrics exporters (cAdvisor or the rig's stand-in, `rig/cadvisor.py`) at `containers` (host:port)."""
     period = f"{round(interval_s * 1000)}ms"
-    return json.dumps({
-        "global": {"scrape_interval": period, "evaluation_interval": period},
-        "scrape_configs": [{"job_name": "rig", "file_sd_configs": [{"files": [str(sd_dir / "*.json")], "refresh_interval": "1s"}]}],
-    })
+    jobs: list[dict] = [{"job_name": "rig", "file_sd_configs": [{"files": [str(sd_dir / "*.json")], "refresh_interval": "1s"}]}]
+    if containers:
+        jobs.append({"job_name": "cadvisor", "static_configs": [{"targets": list(containers)}]})
+    return json.dumps({"global": {"scrape_interval": period, "evaluation_interval": period}, "scrape_configs": jobs})
 
 
 class PrometheusProcess:
-    def __init__(self, directory: Path, sd_dir: Path, interval_s: float = 1.0, port: int | None = None) -> None:
+    def __init__(self, directory: Path, sd_dir: Path, interval_s: float = 1.0, port: int | None = None,
+                 containers: tuple[str, ...] = ()) -> None:
         binary = require_prometheus()
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True)
         sd_dir.mkdir(parents=True, exist_ok=True)
         config = directory / "prometheus.yml"
-        config.write_text(scrape_config(sd_dir, interval_s))
+        config.write_text(scrape_config(sd_dir, interval_s, containers))
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         with (directory / "prometheus.log").open("a") as log:

@@ -116,6 +116,10 @@ def compare(
     baselines: Optional[Path] = typer.Option(
         None, help="A YAML file of baseline settings to use as given instead of tuning them (predictive, kpa)."
     ),
+    as_recorded: bool = typer.Option(
+        False, "--as-recorded", help="Replay the traces (and tuning traces) at their own rates and speed instead of fitting "
+        "them to each service's peak: for a service's own history, e.g. rlscale calibrate's held-out future."
+    ),
 ) -> None:
     """Compare policies on the same loads and seeds: cost against SLO, as tables, JSON and a report."""
     from rlscale.env.scenario import load_scenario
@@ -134,8 +138,10 @@ def compare(
     fixed = load_baseline_settings(baselines, spec) if baselines is not None else None
     trace_list = _split(traces)
     tune_list = _split(tune_traces)
-    cases = trace_cases(trace_list, spec) if trace_list else generated_cases()
-    tuning = tuning_cases(spec, trace_list, tune_list)
+    if as_recorded and not trace_list:
+        raise UserInputError("--as-recorded", "replays traces as recorded: give them with --traces")
+    cases = trace_cases(trace_list, spec, as_recorded) if trace_list else generated_cases()
+    tuning = tuning_cases(spec, trace_list, tune_list, as_recorded)
     executor = choose(ray, jobs)
     with Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -209,6 +215,62 @@ def train(
                   console=err_console, transient=True) as progress:
         task = progress.add_task(f"training {seeds} seeds (logs: {settings.output_dir}/seed-*/train.log)", total=seeds)
         train_seeds(settings, seeds, executor, log, lambda: progress.advance(task))
+
+
+@app.command()
+def calibrate(
+    prometheus: str = typer.Option(..., help="The Prometheus holding the services' history (e.g. http://prometheus:9090)."),
+    out: Path = typer.Option(..., help="The directory to write (scenario.yaml, traces/, held-out/, calibration.md)."),
+    service: Optional[list[str]] = typer.Option(None, help="A service to calibrate: an HPA (or Deployment) name, or a Swarm service."),
+    selector: Optional[str] = typer.Option(None, help="Or every service this label selector picks (HPAs; Swarm: service labels)."),
+    platform: str = typer.Option("kubernetes", help="kubernetes or swarm."),
+    profile: Optional[str] = typer.Option(None, help="The inference server's metrics: generic, vllm, kserve, triton, torchserve."),
+    namespace: Optional[str] = typer.Option(None, help="The services' namespace (default: the config's, else 'default')."),
+    since: str = typer.Option("7d", help="How much history to read, ending at --until (e.g. 6h, 7d)."),
+    until: Optional[str] = typer.Option(None, help="The end of the history: an RFC 3339 time or epoch seconds (default: now)."),
+    step: str = typer.Option("30s", help="The trace's interval and the fits' resolution."),
+    held_out: float = typer.Option(0.3, help="The share of the history, at its end, kept apart as the held-out future."),
+    config: Optional[Path] = typer.Option(None, help="The controller's YAML config: its Prometheus selectors, prices, default SLO."),
+    kubeconfig: Optional[Path] = typer.Option(None, help="Outside a cluster: the kubeconfig to use."),
+    docker_host: str = typer.Option("", help="Swarm: the engine's address (default: the config's, $DOCKER_HOST or the local socket)."),
+    force: bool = typer.Option(False, "--force", help="Replace --out if it exists."),
+) -> None:
+    """Fit a scenario and record load traces from a service's own history (Prometheus + the platform's API)."""
+    import dataclasses
+
+    from rlscale.controller.config import ControllerConfig, load_controller_config
+    from rlscale.controller.profiles import PROFILES
+    from rlscale.env.scenario import load_scenario
+    from rlscale.training.calibrate import CalibrateOptions, calibrate as run_calibration, next_steps, parse_until
+    from rlscale.training.calibrate_history import parse_duration
+
+    settings = load_controller_config(config) if config else ControllerConfig()
+    if profile is not None:
+        if profile not in PROFILES:
+            raise UserInputError("--profile", f"must be one of {', '.join(PROFILES)}; got {profile!r}")
+        settings = dataclasses.replace(settings, prometheus=dataclasses.replace(settings.prometheus, profile=profile))
+    if service and selector is not None:
+        raise UserInputError("--service/--selector", "give one or the other")
+    options = CalibrateOptions(
+        prometheus=prometheus, out=out, services=tuple(_split(service)), selector=selector, platform=platform,
+        namespace=namespace or _one_namespace(settings.namespaces), since_s=parse_duration(since, "--since"), until=parse_until(until),
+        step_s=parse_duration(step, "--step"), held_out=held_out, force=force, controller=settings, kubeconfig=kubeconfig,
+        docker_host=docker_host or settings.docker_host)
+    with Progress(TextColumn("calibrating: {task.description}"), BarColumn(), TimeElapsedColumn(), console=err_console,
+                  transient=True) as progress:
+        task = progress.add_task("starting", total=None)
+        calibrations = run_calibration(options, lambda line: progress.update(task, description=line))
+    for c in calibrations:
+        table = Table(title=f"{c.facts.name}: calibrated", title_justify="left")
+        for column in ("parameter", "value", "R²", "points", "status"):
+            table.add_column(column)
+        for e in c.estimates.values():
+            table.add_row(e.name, f"{e.value:.4g} {e.unit}", f"{e.r2:.3f}" if e.r2 is not None else "-", str(e.points),
+                          "prior" if e.warning else "fitted")
+        console.print(table)
+    console.print(f"wrote {out}/scenario.yaml, training.yaml, traces/, held-out/ and calibration.md; next:", highlight=False)
+    for line in next_steps(out, load_scenario(out / "scenario.yaml").name, platform):
+        console.print("  " + line, highlight=False, soft_wrap=True)
 
 
 @app.command(name="export")
@@ -360,6 +422,15 @@ def rig_down(state_dir: Path = RIG_STATE) -> None:
 def _require_training_extra() -> None:
     if importlib.util.find_spec("stable_baselines3") is None or importlib.util.find_spec("torch") is None:
         raise UserInputError("rlscale train/export", "needs the training extra: pip install 'rlscale[train]'")
+
+
+def _one_namespace(namespaces: tuple[str, ...]) -> str:
+    """The config's namespace, where it names exactly one: calibrate reads one namespace's services."""
+    from rlscale.controller.config import ALL_NAMESPACES
+
+    if len(namespaces) != 1 or namespaces[0] == ALL_NAMESPACES:
+        raise UserInputError("--namespace", f"the config manages {', '.join(namespaces)}: name the one the services live in")
+    return namespaces[0]
 
 
 def _split(values: Optional[list[str]]) -> list[str]:

@@ -1,6 +1,7 @@
 """Fixtures for the real Swarm rig: the engine, a Prometheus discovering the replicas, services, a controller.
 
-The engine is the one `.ci/docker.sh` runs in the work tree. The swarm tests take turns on it
+The engine is the one `.ci/docker.sh` runs in the work tree; Prometheus also scrapes the rig's
+stand-in for cAdvisor (`rig/cadvisor.py`), the containers' CPU and memory. The swarm tests take turns on it
 (a file lock: one of them restarts dockerd, and xdist may put them on different workers); if no
 engine was running, the first session starts it and the last one to finish stops it by its PID
 and leaves the swarm (nothing left behind). Each test's services carry a label of their own and
@@ -16,6 +17,7 @@ import itertools
 import json
 import os
 import shutil
+import subprocess
 import tempfile
 import threading
 import time
@@ -32,6 +34,7 @@ from rlscale.controller.config import ControllerConfig, PrometheusSettings
 from rlscale.controller.loop import Controller
 from rlscale.controller.swarm_main import build_swarm, engine_client
 from rlscale.rig import deploy
+from rlscale.rig.cadvisor import ContainerExporter
 from rlscale.rig.loadgen import LoadReport, run_load
 from rlscale.rig.prometheus import PrometheusProcess, find_prometheus, free_port
 
@@ -127,11 +130,13 @@ def engine() -> Iterator[Rig]:
         docker_host = deploy.start_engine()  # idempotent: builds the image if its inputs changed
     api = engine_client(docker_host, 10)
     directory = Path(tempfile.mkdtemp(prefix="rlscale-rig-"))
-    prometheus = PrometheusProcess(directory / "prometheus", directory / "sd")
+    exporter = ContainerExporter(engine_client(docker_host, 10)).start()  # what cAdvisor would export
+    prometheus = PrometheusProcess(directory / "prometheus", directory / "sd", containers=(exporter.target,))
     try:
         yield Rig(api, docker_host, prometheus, directory / "sd")
     finally:
         prometheus.stop()
+        exporter.stop()
         with engine_lock():
             for service in api.services(filters={"name": f"rlscale-test-{os.getpid()}-"}):
                 deploy.remove_service(api, service["Spec"]["Name"])
@@ -192,3 +197,10 @@ class Background:
         self.thread.join(timeout=self.seconds + 30)
         assert self.report is not None, "the load generator did not finish"
         return self.report
+
+
+def docker_cli(rig: Rig, *args: str) -> None:
+    """The `docker` command line against the rig's engine (what a person would type)."""
+    subprocess.run(["docker", *args], env={"DOCKER_HOST": rig.docker_host, "PATH": "/usr/local/bin:/usr/bin:/bin"},
+                   check=True, capture_output=True)
+

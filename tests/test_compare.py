@@ -72,6 +72,36 @@ def test_coarse_traces_are_compressed_in_time(tmp_path: Path) -> None:
     assert load["time_scale"] == pytest.approx(60 / 3600) and load["duration_s"] == 48 * 60
 
 
+@pytest.mark.parametrize(("as_recorded", "interval", "time_scale"), [
+    (False, 10, 1.0),  # fitted: the trace's 99th-percentile rate becomes the service's peak
+    (True, 10, 1.0),  # as recorded: its own rates
+    (False, 3600, 60 / 3600),  # fitted: a coarse trace is also compressed in time
+    (True, 3600, 1.0),  # as recorded: its own speed too
+])
+def test_traces_are_fitted_to_the_service_or_replayed_as_recorded(tmp_path: Path, as_recorded: bool, interval: int,
+                                                                   time_scale: float) -> None:
+    from rlscale.env.scenario import load_scenario
+    from rlscale.training.loads import trace_cases
+
+    scenario = load_scenario("image-classification")
+    path = write_trace(tmp_path / "t.csv", rows=400, interval=interval)
+    (case,) = trace_cases([str(path)], scenario, as_recorded)
+    workload = case.workloads(scenario, seed=0)["image-classifier"]
+    recorded = np.loadtxt(path, delimiter=",", skiprows=1)[:, 1] / interval
+    assert workload.time_scale == pytest.approx(time_scale)
+    if as_recorded:
+        assert workload.scale == 1.0
+        rates = workload.rates(3 * interval, np.random.default_rng(0))
+        assert np.allclose(rates[::interval], recorded[:3])  # second by second, the recorded rates
+    else:
+        assert workload.peak_rps == pytest.approx(scenario.service("image-classifier").workload.peak_rps)
+    assert case.describe(scenario, [0])["as_recorded"] is as_recorded
+
+
+def test_as_recorded_needs_traces() -> None:
+    assert_one_line_error(run_cli("compare", "--as-recorded", "--no-report"), "--as-recorded", "--traces")
+
+
 def test_tuning_on_the_evaluation_traces_is_refused(tmp_path: Path) -> None:
     trace = write_trace(tmp_path / "t_10s.csv", rows=100)
     result = run_cli("compare", "--traces", str(trace), "--tune-traces", str(tmp_path), "--seeds", "1")

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from rlscale.controller.config import GuardSettings
 from rlscale.controller.guard import Clamp, History, InvalidDecision, guard, remember
+from rlscale.controller.policy_check import refuse_non_finite
 from rlscale.env.state import Bounds, Decision, ServiceState
 
 MIB = 2.0**20
@@ -120,3 +121,12 @@ def test_no_bound_is_ever_violated(current, wanted, low, span, cpu, memory, up, 
     if bounds.min_replicas <= current <= bounds.max_replicas:
         assert out.replicas <= max(current + 1, math.ceil(current * up))
         assert out.replicas >= math.floor(current * down)
+
+
+@pytest.mark.parametrize(("changes", "reason"), [
+    ({}, None),
+    ({"latency_mean_s": math.nan}, "latency_mean_s is nan"),
+    ({"cpu_usage": math.inf}, "cpu_usage is inf"),
+])
+def test_a_state_with_a_non_finite_field_is_never_shown_to_the_policy(changes: dict, reason: str | None) -> None:
+    assert refuse_non_finite(state(**changes)) == reason

@@ -21,7 +21,7 @@ from rlscale.rig.loadgen import run_load
 
 from conftest import wait_until
 from controller_fixtures import Fixed, failing
-from swarm_rig import INTERVAL_S, Background, MovableClock, engine, rig, running  # noqa: F401 (fixtures)
+from swarm_rig import INTERVAL_S, Background, MovableClock, docker_cli, engine, rig, running  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.swarm
 SLO_S = 1.0
@@ -54,11 +54,6 @@ def killed_and_settled(rig, name: str) -> bool:
     tasks = rig.api.tasks(filters={"service": name})
     leaving = [t for t in tasks if t["DesiredState"] != "running"]
     return any(t["Status"]["State"] == "failed" for t in tasks) and all(t["Status"]["State"] in DEAD for t in leaving)
-
-
-def docker_cli(rig, *args: str) -> None:
-    subprocess.run(["docker", *args], env={"DOCKER_HOST": rig.docker_host, "PATH": "/usr/local/bin:/usr/bin:/bin"},
-                   check=True, capture_output=True)
 
 
 @pytest.mark.parametrize("policy", ["hpa", "learned:default"])

@@ -141,7 +141,8 @@ class Comparison:
             raise UserInputError(str(path), f"cannot write the JSON file ({exc.strerror or exc})") from None
 
 
-def tuning_cases(scenario: Scenario, traces: list[str] | None, tune_traces: list[str] | None) -> tuple[list[LoadCase], str]:
+def tuning_cases(scenario: Scenario, traces: list[str] | None, tune_traces: list[str] | None,
+                 as_recorded: bool = False) -> tuple[list[LoadCase], str]:
     """The loads to tune on, and a description of them; never the evaluation's traces.
 
     Explicit `tune_traces` win; traces from a directory named `eval` tune on its sibling `train`;
@@ -160,7 +161,8 @@ def tuning_cases(scenario: Scenario, traces: list[str] | None, tune_traces: list
     overlap = evaluated & {Path(p).resolve() for p in _csv_paths(chosen)}
     if overlap:
         raise UserInputError("--tune-traces", f"{sorted(overlap)[0]} is also an evaluation trace: never tune on what is evaluated")
-    return trace_cases(chosen, scenario), f"traces: {', '.join(portable(c) for c in chosen)}"
+    return trace_cases(chosen, scenario, as_recorded), (f"traces: {', '.join(portable(c) for c in chosen)}"
+                                                        f"{' (as recorded)' if as_recorded else ''}")
 
 
 def portable(source: str) -> str:

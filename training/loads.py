@@ -4,8 +4,10 @@ A `LoadCase` gives, for a seed, one workload per service of a scenario. Traces o
 are fitted to each service: rates scaled so the trace's 99th-percentile rate equals the
 service's nominal peak (its own workload's peak), and coarse traces compressed in time so one
 trace interval lasts at most `MAX_REPLAY_INTERVAL_S` (an hourly trace keeps its daily shape
-without taking days). Seeds start long traces at successive windows; every choice is recorded
-in `fit` for the comparison's JSON.
+without taking days). A case `as_recorded` replays its trace as it is instead, at its own rates
+and speed: a service's own history (`rlscale calibrate`'s held-out future) is a load of the right
+size already. Seeds start long traces at successive windows; every choice is recorded in `fit`
+for the comparison's JSON.
 """
 
 from __future__ import annotations
@@ -31,12 +33,13 @@ class LoadCase:
     shape: str | None = None  # a generated shape ...
     trace: Trace | None = None  # ... or a trace
     path: str | None = None
+    as_recorded: bool = False  # the trace at its own rates and speed, not fitted to the service
 
     def duration_s(self, scenario: Scenario) -> int:
         """The run's length: the scenario's, or the replayed trace's if shorter (whole intervals)."""
         length = scenario.duration_s
         if self.trace is not None:
-            length = min(length, int(self.trace.duration_s * _time_scale(self.trace)))
+            length = min(length, int(self.trace.duration_s * self.time_scale))
         return length - length % scenario.decision_interval_s
 
     def workloads(self, scenario: Scenario, seed: int) -> dict[str, Workload]:
@@ -51,14 +54,20 @@ class LoadCase:
 
     def _replay(self, peak_rps: float, duration_s: int, seed: int) -> TraceReplay:
         assert self.trace is not None
-        scale = _time_scale(self.trace)
+        scale = self.time_scale
         return TraceReplay(
             self.trace,
             time_scale=scale,
-            peak_rps_target=peak_rps,
+            peak_rps_target=None if self.as_recorded else peak_rps,
             peak_quantile=PEAK_QUANTILE,
             offset_s=(seed * duration_s) % (self.trace.duration_s * scale),
         )
+
+    @property
+    def time_scale(self) -> float:
+        """How the trace's time axis is replayed (1: as recorded; below 1: a coarse trace compressed)."""
+        assert self.trace is not None
+        return 1.0 if self.as_recorded else min(1.0, MAX_REPLAY_INTERVAL_S / self.trace.interval_s)
 
     def describe(self, scenario: Scenario, seeds: list[int]) -> dict[str, Any]:
         """How this load was fitted to each service, for the record."""
@@ -70,7 +79,8 @@ class LoadCase:
             "kind": "trace",
             "path": self.path,
             "interval_s": self.trace.interval_s,
-            "time_scale": _time_scale(self.trace),
+            "as_recorded": self.as_recorded,
+            "time_scale": self.time_scale,
             "duration_s": duration,
             "peak_quantile": PEAK_QUANTILE,
             "services": {name: {"peak_rps": peak, "scale": self._replay(peak, duration, 0).scale} for name, peak in peaks.items()},
@@ -98,7 +108,7 @@ def generated_cases() -> list[LoadCase]:
     return [LoadCase(name=shape, shape=shape) for shape in GENERATED_SHAPES]
 
 
-def trace_cases(sources: list[str], scenario: Scenario) -> list[LoadCase]:
+def trace_cases(sources: list[str], scenario: Scenario, as_recorded: bool = False) -> list[LoadCase]:
     """The traces named by files and directories (every *.csv inside), checked for use."""
     paths: list[Path] = []
     for source in sources:
@@ -115,8 +125,8 @@ def trace_cases(sources: list[str], scenario: Scenario) -> list[LoadCase]:
     cases = []
     for path in paths:
         trace = load_trace(path)
-        case = LoadCase(name=path.stem, trace=trace, path=str(path))
-        replay = trace.duration_s * _time_scale(trace)
+        case = LoadCase(name=path.stem, trace=trace, path=str(path), as_recorded=as_recorded)
+        replay = trace.duration_s * case.time_scale
         if case.duration_s(scenario) < scenario.decision_interval_s:
             raise UserInputError(
                 str(path), f"the trace lasts {replay:g} s once replayed, shorter than one decision interval ({scenario.decision_interval_s} s)"
@@ -124,6 +134,3 @@ def trace_cases(sources: list[str], scenario: Scenario) -> list[LoadCase]:
         cases.append(case)
     return cases
 
-
-def _time_scale(trace: Trace) -> float:
-    return min(1.0, MAX_REPLAY_INTERVAL_S / trace.interval_s)
