@@ -156,4 +156,4 @@ def test_the_fits_latency_model_is_the_simulators(cfs_ms: int, limit: float, ove
     sim = Simulator(scenario, np.random.default_rng(0), duration_s=600)
     sim.advance(600)
     expected = mean_latency(model(limit, 2, 0.01, 1.0, cfs_ms / 1000, overhead), np.array([rate]))[0]  # the mean rate the simulator queues at
-    assert sim.state("svc").latency_mean_s == pytest.approx(expected, rel=0.01)
+    assert sim.service("svc").stats.latency_mean == pytest.approx(expected, rel=0.01)  # the interval's mean latency
