@@ -306,8 +306,11 @@ class SwarmBackend(LiveBackend):
         return changes
 
     def _restorable(self, key: str) -> dict[str, Any] | None:
+        """The service as it is now: the last list predates rlscale's own writes since, and the ownership rules
+        would take a stale replica count for someone's edit (restores are rare: one read each)."""
         managed = self.services.get(key)
-        return managed.service if managed else self.problem_services.get(key)
+        listed = managed.service if managed else self.problem_services.get(key)
+        return None if listed is None else self._read_again(listed)
 
     def _everything(self) -> list[tuple[str, str, bool, dict[str, Any]]]:
         return [(s["Spec"]["Name"], s["ID"], ORIGINAL_SPEC in labels_of(s), s) for s in self.actuator.call(lambda: self.api.services())]
