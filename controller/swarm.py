@@ -177,7 +177,9 @@ class SwarmBackend(LiveBackend):
                     raise ServiceProblem("OOMKilled", f"{kills} container(s) of {name} were OOM-killed in the interval: "
                                                       "its original shape is restored")
                 room = _headroom(self._nodes, meant, _constraints(managed.service["Spec"]))
-                states[name] = self._state(managed, now, tasks, readings, apps[name], room)
+                state = self._state(managed, now, tasks, readings, apps[name], room)
+                if state is not None:
+                    states[name] = state
             except ServiceProblem as problem:
                 problems[name] = problem
             self._reconcile_hpa(managed, now, tasks, readings)
@@ -221,7 +223,8 @@ class SwarmBackend(LiveBackend):
             raise
 
     def _state(self, managed: SwarmManaged, now: float, tasks: list[dict[str, Any]], readings: Mapping[str, Any],
-               app: AppMetrics | ServiceProblem, room: tuple[float, float]) -> ServiceState:
+               app: AppMetrics | ServiceProblem, room: tuple[float, float]) -> ServiceState | None:
+        """The service's state, or None while its new tasks are too young for their series (held this interval)."""
         name = managed.key
         failed = [r for r in readings.values() if isinstance(r, ApiFailure)]
         if failed:
@@ -236,6 +239,8 @@ class SwarmBackend(LiveBackend):
         if not all(math.isfinite(v) for u in measured for v in (u.cpu_cores, u.memory_working_set, u.periods)):
             raise ServiceProblem("MetricsInvalid", f"a container stat of {name} is not a number")
         if isinstance(app, ServiceProblem):
+            if app.reason == "MetricsMissing" and self._settling(tasks, now):
+                return None  # a rollout's new tasks, not scraped yet: failing static now would roll back again
             raise app
         shape = managed.shape
         running = [Shape.of_task(t["Spec"]).resources() for t in tasks if _running(t) and t.get("Spec")]
@@ -257,6 +262,11 @@ class SwarmBackend(LiveBackend):
             pool_cpu_headroom=room[0], pool_memory_headroom=room[1], bounds=managed.bounds, in_place_resize=False,
             workers_cores=managed.settings.workers_cores,
         )
+
+    def _settling(self, tasks: list[dict[str, Any]], now: float) -> bool:
+        """Whether a task started running within the rate window (its series cannot be complete yet)."""
+        window = self.config.prometheus.window_s
+        return any(_running(t) and 0.0 <= now - engine_time(t["Status"]["Timestamp"]) < window for t in tasks)
 
     def _reconcile_hpa(self, managed: SwarmManaged, now: float, tasks: list[dict[str, Any]], readings: Mapping[str, Any]) -> None:
         request_milli = round(managed.shape.resources()[0] * 1000)

@@ -125,7 +125,7 @@ def test_no_bound_is_ever_violated(current, wanted, low, span, cpu, memory, up, 
 
 @pytest.mark.parametrize(("changes", "reason"), [
     ({}, None),
-    ({"latency_mean_s": math.nan}, "latency_mean_s is nan"),
+    ({"latency_quantile_s": math.nan}, "latency_quantile_s is nan"),
     ({"cpu_usage": math.inf}, "cpu_usage is inf"),
 ])
 def test_a_state_with_a_non_finite_field_is_never_shown_to_the_policy(changes: dict, reason: str | None) -> None:
