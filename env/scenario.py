@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from rlscale.env.dynamics import MIN_REQUEST_SHARE
 from rlscale.env.hpa import DEFAULT_TOLERANCE, HpaSpec
 from rlscale.env.hpa_behavior import Behavior, PolicyType, ScalingPolicy, ScalingRules, SelectPolicy
 from rlscale.env.state import Bounds
@@ -126,8 +127,8 @@ class ServiceSpec:
 
     @property
     def replica_capacity_rps(self) -> float:
-        """Requests/s one replica can serve at its CPU limit."""
-        return min(self.workers_cores, self.cpu_limit) / self.cpu_per_request
+        """Requests/s one replica can serve at its CPU limit (what its idle CPU leaves of it)."""
+        return min(self.workers_cores, max(self.cpu_limit - self.idle_cpu, MIN_REQUEST_SHARE * self.cpu_limit)) / self.cpu_per_request
 
 
 @dataclass(frozen=True)
