@@ -63,6 +63,7 @@ CONFIGS = [(1, 0.25), (1, 0.5), (1, 1.0), (2, 0.25), (2, 0.5), (4, 0.25)]  # at 
 UTILISATIONS = (0.3, 0.6, 0.8, 0.95)
 TRACE = Path(__file__).resolve().parents[2] / "shared" / "traces" / "train" / "twitter_aug2021_60s_first70pct.csv"
 WARM_UP_S = 5  # seconds of each steady point left out of its figures
+DEFAULT_SECONDS = 30  # seconds of load per steady point
 TARGETS = {"mean": 0.15, "p95": 0.15, "throttled": 0.10, "cpu": 0.10, "cost": 0.15, "violations": 0.15}
 
 
@@ -241,17 +242,20 @@ def variant(scenario: Scenario, replicas: int, limit: float, workload: Any, *, i
                                decision_interval_s=interval_s or scenario.decision_interval_s)
 
 
-def simulated_steady(scenario: Scenario, replicas: int, limit: float, rate: float, seconds: int = 900) -> dict[str, float]:
-    sim = Simulator(variant(scenario, replicas, limit, Step(rate, rate, 0.0)), np.random.default_rng(0), duration_s=seconds + 60)
-    return _steady_figures(sim, scenario.services[0].name, seconds)
-
-
-def _steady_figures(sim: Simulator, name: str, seconds: int) -> dict[str, float]:
-    sim.advance(60)
-    sim.advance(seconds)
+def simulated_steady(scenario: Scenario, replicas: int, limit: float, rate: float, seconds: int) -> dict[str, float]:
+    """The simulator under the same constant load as a real point, over the same window: `seconds` from an empty queue,
+    the first `WARM_UP_S` left out (below capacity the simulator is in steady state at once; above it the backlog grows)."""
+    sim = Simulator(variant(scenario, replicas, limit, Step(rate, rate, 0.0)), np.random.default_rng(0), duration_s=seconds)
+    name = scenario.services[0].name
+    sim.advance(WARM_UP_S)
+    sim.advance(seconds - WARM_UP_S)
     state = sim.state(name)
     return {"mean": state.latency_mean_s, "p95": state.latency_quantile_s, "throttled": state.cpu_throttled_fraction,
             "cpu": state.cpu_usage * state.replicas_ready}
+
+
+def point_seconds(utilisation: float, seconds: int) -> int:
+    return seconds * (2 if utilisation > 0.9 else 1)  # near saturation the queue takes longer to settle
 
 
 def _miss(real: float, sim: float, key: str) -> str:
@@ -286,14 +290,14 @@ def part_steady(args: argparse.Namespace) -> None:
                 capacity = replicas * dataclasses.replace(spec, cpu_limit=limit).replica_capacity_rps
                 for utilisation in UTILISATIONS:
                     rate = utilisation * capacity
-                    seconds = args.seconds * (2 if utilisation > 0.9 else 1)  # near saturation the queue takes longer to settle
+                    seconds = point_seconds(utilisation, args.seconds)
                     report = offer(service.port, np.full(seconds, rate), seed=int(utilisation * 100))
                     at = time.time()
                     real = {**client_figures(report, WARM_UP_S, float(seconds)), **container_figures(parts.prometheus, seconds - WARM_UP_S, at)}
-                    sim = simulated_steady(scenario, replicas, limit, rate)
-                    fluid = simulated_steady(fluid_scenario, replicas, limit, rate)
-                    rows.append({"replicas": replicas, "limit": limit, "utilisation": utilisation, "rate": rate, "real": real, "sim": sim,
-                                 "fluid": fluid, "load_average": os.getloadavg()[0]})
+                    sim = simulated_steady(scenario, replicas, limit, rate, seconds)
+                    fluid = simulated_steady(fluid_scenario, replicas, limit, rate, seconds)
+                    rows.append({"replicas": replicas, "limit": limit, "utilisation": utilisation, "rate": rate, "seconds": seconds,
+                                 "real": real, "sim": sim, "fluid": fluid, "load_average": os.getloadavg()[0]})
                     print(f"{replicas:>3}x{limit:<5g}{utilisation:>5.2f} {rate:>7.1f} | {real['mean'] * 1000:>8.1f}/{sim['mean'] * 1000:<8.1f}"
                           f"{_miss(real['mean'], sim['mean'], 'mean'):>6} | {real['p95'] * 1000:>7.1f}/{sim['p95'] * 1000:<8.1f}"
                           f"{_miss(real['p95'], sim['p95'], 'p95'):>6} | {real['server_mean'] * 1000:>6.1f}/{real['server_p95'] * 1000:<8.1f} | "
@@ -476,7 +480,7 @@ def main() -> None:
     parts.choices["calibrate"].add_argument("--limit", type=float, default=0.5, help="the replicas' CPU limit (cores): where the "
                                             "quota binds, its throttling shows how much the work varies")
     parts.choices["steady"].add_argument("--configs", default="", help="replicas x CPU limit, comma-separated (default: all)")
-    parts.choices["steady"].add_argument("--seconds", type=int, default=30, help="seconds of load per point (twice at 95%%; "
+    parts.choices["steady"].add_argument("--seconds", type=int, default=DEFAULT_SECONDS, help="seconds of load per point (twice at 95%%; "
                                          "the first 5 left out)")
     parts.choices["steady"].add_argument("--append", action="store_true", help="add to the figures of an earlier run")
     trace = parts.choices["trace"]

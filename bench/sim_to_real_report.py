@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from sim_to_real import TARGETS, Replay, _miss, calibrated, print_trace, simulated_replay, simulated_steady  # bench/ is the script's path
+from sim_to_real import (DEFAULT_SECONDS, TARGETS, Replay, _miss, calibrated, point_seconds, print_trace,  # bench/ is the script's path
+                         simulated_replay, simulated_steady)
 
 KEYS = (("mean", "mean latency (ms)", 1000.0), ("p95", "p95 latency (ms)", 1000.0), ("throttled", "throttled share", 1.0),
         ("cpu", "CPU (cores)", 1.0))
@@ -30,7 +31,8 @@ def steady_rows(folder: Path, model: str) -> list[dict[str, Any]]:
         scenario = dataclasses.replace(scenario, timings=dataclasses.replace(scenario.timings, cfs_period_ms=0))
     rows = json.loads((folder / "steady.json").read_text())
     for row in rows:
-        row["sim"] = simulated_steady(scenario, row["replicas"], row["limit"], row["rate"])
+        seconds = row.get("seconds") or point_seconds(row["utilisation"], DEFAULT_SECONDS)  # kept since; before, the defaults
+        row["sim"] = simulated_steady(scenario, row["replicas"], row["limit"], row["rate"], seconds)
     return rows
 
 

@@ -14,7 +14,8 @@ Model (see DESIGN.md, "Model semantics"):
   capacity, second by second; a request waits backlog / capacity; the backlog is capped at what
   capacity can clear within the timeout, the excess is dropped.
 - CPU: a replica uses (served rate x CPU per request) plus its idle CPU, at most its usable
-  cores: its limit, or less when node contention squeezes it (`contention.effective_cpu`). With a
+  cores: its limit, or less when node contention squeezes it (`contention.effective_cpu`); the
+  idle CPU (runtime threads, scrapes) takes its part first, the requests have the rest. With a
   fluid limit it is throttled (its CFS quota runs out) while more requests run than the limit can
   give full cores to; with CFS periods (`cfs_period_s`), a request runs at full speed until the
   period's quota is spent, and the replica is throttled in the periods whose work exceeds the
@@ -40,6 +41,7 @@ import numpy as np
 from rlscale.env.queueing import LatencyComponent, SteadyState, cfs_throttled_share, replica_servers, steady_state, wait_factor
 
 LATE_SHARE_CAP = 0.25  # see `_late_s`
+MIN_REQUEST_SHARE = 0.05  # idle CPU above the limit still leaves the requests this share of it (a replica that serves at all)
 MIN_SERVICE_CV = 0.05  # a service time less variable than this is drawn as if it were (keeps the exponential's rate finite)
 
 
@@ -118,12 +120,13 @@ def replica_model(
     work_cv: float = 1.0,
 ) -> ReplicaModel:
     available = cpu_limit if cpu_available is None else min(cpu_available, cpu_limit)
-    servers, mu = replica_servers(available, concurrency, cpu_per_request, cores_per_request)
-    usable = min(concurrency * cores_per_request, available)
-    quota_binds = available >= cpu_limit and cpu_limit < concurrency * cores_per_request
-    throttle_from = int(cpu_limit / cores_per_request) + 1 if quota_binds else None
+    for_requests = max(available - idle_cpu, MIN_REQUEST_SHARE * available)  # the idle CPU takes its part of the quota first
+    servers, mu = replica_servers(for_requests, concurrency, cpu_per_request, cores_per_request)
+    usable = min(concurrency * cores_per_request, for_requests)
+    quota_binds = available >= cpu_limit and for_requests < concurrency * cores_per_request
+    throttle_from = int(for_requests / cores_per_request) + 1 if quota_binds else None
     cfs = cfs_period_s > 0.0 and quota_binds  # squeezed by neighbours, a request is slowed (shares), not paused (quota)
-    quota_requests = cpu_limit * cfs_period_s / cpu_per_request if cfs else None
+    quota_requests = for_requests * cfs_period_s / cpu_per_request if cfs else None
     if memory_per_request <= 0:
         oom_above = None if base_memory <= memory_limit else -1
     else:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from rlscale.env.dynamics import MIN_REQUEST_SHARE
 from rlscale.env.hpa import DEFAULT_TOLERANCE, HpaSpec
 from rlscale.env.hpa_behavior import Behavior, PolicyType, ScalingPolicy, ScalingRules, SelectPolicy
 from rlscale.env.state import Bounds
@@ -123,6 +124,11 @@ class ServiceSpec:
     def workers_cores(self) -> float:
         """The most CPU one replica's workers can use (each busy worker uses `cores_per_request`)."""
         return self.concurrency * self.cores_per_request
+
+    @property
+    def replica_capacity_rps(self) -> float:
+        """Requests/s one replica can serve at its CPU limit (what its idle CPU leaves of it)."""
+        return min(self.workers_cores, max(self.cpu_limit - self.idle_cpu, MIN_REQUEST_SHARE * self.cpu_limit)) / self.cpu_per_request
 
 
 @dataclass(frozen=True)

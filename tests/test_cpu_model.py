@@ -52,6 +52,14 @@ def test_idle_cpu_adds_to_the_work_up_to_the_limit(idle: float, expected: float)
     assert run(30.0, limit=1.0, concurrency=2, idle=idle).state("svc").cpu_usage == pytest.approx(expected, rel=1e-3)
 
 
+def test_idle_cpu_takes_its_part_of_the_limit_before_the_requests() -> None:
+    """A quarter core with 0.05 idle cores leaves 0.2 cores to requests of 10 ms: 20 requests/s, not 25."""
+    idle = run(18.0, limit=0.25, idle=0.05).state("svc")
+    assert idle.latency_mean_s == pytest.approx(run(18.0, limit=0.2).state("svc").latency_mean_s, rel=1e-6)  # 90% busy ...
+    assert idle.latency_mean_s > 2 * run(18.0, limit=0.25).state("svc").latency_mean_s  # ... not 72%
+    assert idle.cpu_usage == pytest.approx(18.0 * CPR + 0.05, rel=1e-3)
+
+
 def test_the_hpa_sees_idle_cpu() -> None:
     """0.3 cores of work on a 1-core request under a 50% target needs one replica; with 0.4 idle cores, two."""
     calm = run(30.0, limit=2.0, request=1.0, bounds=(1, 4), target=50, seconds=600)

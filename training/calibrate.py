@@ -32,6 +32,7 @@ import yaml
 
 from rlscale.controller.config import ControllerConfig
 from rlscale.controller.metrics_source import namespace_pattern
+from rlscale.env.dynamics import MIN_REQUEST_SHARE
 from rlscale.env.scenario import DEFAULT_SLO_BUDGET, Prices, scenario_from_config
 from rlscale.errors import UserInputError
 from rlscale.training import calibrate_fit as fit
@@ -140,8 +141,9 @@ def calibrate_service(facts: ServiceFacts, history: History, options: CalibrateO
                                                                 f"{fit.MIN_POINTS} are needed): widen --since or use a shorter --step")
     cpu_request, cpu_limit, memory_request, memory_limit = facts.resources
     cpu, idle = fit.fit_cpu(history)
-    queue = fit.fit_queue(history, cpu.value, cpu_limit, CFS_PERIOD_MS / 1000.0)
-    base, per_request = fit.fit_memory(history, cpu.value, cpu_limit, int(queue.workers.value), queue.cores.value)
+    for_requests = max(cpu_limit - idle.value, MIN_REQUEST_SHARE * cpu_limit)  # the idle CPU takes its part of the quota first
+    queue = fit.fit_queue(history, cpu.value, for_requests, CFS_PERIOD_MS / 1000.0)
+    base, per_request = fit.fit_memory(history, cpu.value, for_requests, int(queue.workers.value), queue.cores.value)
     startups = list({**facts.startups_s, **history.startups_s}.values())  # kube-state-metrics' history covers deleted pods too
     source = "kube-state-metrics" if history.startups_s else ("the Engine API's tasks" if facts.platform == "swarm" else "the API's pods")
     startup = fit.fit_startup(startups, source)

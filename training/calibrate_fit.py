@@ -278,7 +278,9 @@ def _fit_work_cv(rates: np.ndarray, throttled: np.ndarray, cpu_per_request: floa
 
 def fit_queue(history: History, cpu_per_request: float, cpu_limit: float, cfs_period_s: float) -> QueueFit:
     """Workers, cores per request, overhead and the work's variation that make the simulator fit the observed mean
-    latency (given the observed throttled share) and, where the quota binds, the observed throttled share."""
+    latency (given the observed throttled share) and, where the quota binds, the observed throttled share.
+
+    `cpu_limit` is the CPU the requests have: the limit less the replica's idle CPU."""
     mask = usable(history) & np.isfinite(history.latency_mean_s) & (history.latency_mean_s > 0)
     rates, observed = history.rate_per_replica[mask], history.latency_mean_s[mask]
     throttled = np.nan_to_num(history.throttled_fraction[mask], nan=0.0)
