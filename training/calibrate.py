@@ -134,12 +134,13 @@ def calibrate_service(facts: ServiceFacts, history: History, options: CalibrateO
     """Fit one service's parameters and settle its settings (pure: no I/O)."""
     config = options.controller
     trace = record_trace(history, options.held_out, facts.name)
+    cpu_request, cpu_limit, memory_request, memory_limit = facts.resources
+    history, saturated = fit.below_limit(history, cpu_limit)
     steady = int(fit.usable(history).sum())
     if steady < fit.MIN_POINTS:
         raise UserInputError(f"--since (service {facts.name})", f"too little history: {steady} steady intervals with traffic in "
                                                                 f"{when(history.window.start)}..{when(history.window.end)} (at least "
                                                                 f"{fit.MIN_POINTS} are needed): widen --since or use a shorter --step")
-    cpu_request, cpu_limit, memory_request, memory_limit = facts.resources
     cpu, idle = fit.fit_cpu(history)
     for_requests = max(cpu_limit - idle.value, MIN_REQUEST_SHARE * cpu_limit)  # the idle CPU takes its part of the quota first
     queue = fit.fit_queue(history, cpu.value, for_requests, CFS_PERIOD_MS / 1000.0)
@@ -149,6 +150,9 @@ def calibrate_service(facts: ServiceFacts, history: History, options: CalibrateO
     startup = fit.fit_startup(startups, source)
     estimates = {e.name: e for e in (cpu, idle, queue.cores, queue.workers, queue.overhead, queue.work_cv, base, per_request, startup)}
     warnings = [f"{e.name}: {e.warning}" for e in estimates.values() if e.warning]
+    if saturated:
+        warnings.append(f"{saturated} interval(s) at the CPU limit are left out of the fits (their CPU is censored by the limit, "
+                        "their latency a backlog's)")
     seen_max = int(np.nanmax(history.ready)) if np.isfinite(history.ready).any() else facts.replicas
     max_replicas = facts.max_replicas
     if max_replicas is None:

@@ -24,6 +24,7 @@ the estimate says so and carries the prior used instead.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Callable
@@ -35,6 +36,7 @@ from rlscale.env.queueing import replica_servers, steady_state, wait_factor
 from rlscale.training.calibrate_history import History
 
 MIN_POINTS = 20  # steady intervals with traffic below which nothing is fitted
+SATURATED = 0.95  # an interval whose replicas used this share of their CPU limit is at the limit
 FEASIBLE = 0.95  # a replica model must serve this share of the busiest interval's rate (rates over short steps are noisy)
 MAX_WORKERS = 32
 CORE_GRID = np.geomspace(0.02, 4.0, 60)
@@ -105,6 +107,14 @@ def line_fit(x: np.ndarray, y: np.ndarray) -> LineFit:
     spread = float(np.sum((y[used] - y[used].mean()) ** 2))
     r2 = 1.0 - float(np.sum(residual**2)) / spread if spread > 0 else 0.0
     return LineFit(float(slope), float(intercept), r2, float(np.sqrt(np.mean(residual**2))), float(np.max(np.abs(residual))), used)
+
+
+def below_limit(history: History, cpu_limit: float) -> tuple[History, int]:
+    """The history without its intervals at the CPU limit, and how many those were: their CPU is censored by the limit
+    (it says nothing of the work above it) and their latency is a backlog's, which no steady state describes."""
+    with np.errstate(invalid="ignore"):
+        saturated = history.steady & (history.cpu_per_replica >= SATURATED * cpu_limit)
+    return dataclasses.replace(history, steady=history.steady & ~saturated), int(saturated.sum())
 
 
 def usable(history: History) -> np.ndarray:
@@ -238,10 +248,7 @@ def _search(rates: np.ndarray, observed: np.ndarray, throttled: np.ndarray, cpu_
 
     def loss(workers: int, cores: float) -> float:
         model = _model(cpu_limit, workers, cpu_per_request, cores, cfs_period_s, work_cv=work_cv)
-        if model.capacity < peak * FEASIBLE:
-            return math.inf  # it could not have served what was served
-        predicted = mean_latency(model, rates, throttled)
-        return float(np.mean(((observed - _overhead(observed, predicted) - predicted) / observed) ** 2))
+        return math.inf if model.capacity < peak * FEASIBLE else _latency_loss(model, rates, observed, throttled)
 
     best: dict[int, tuple[float, float]] = {}
     for workers in range(1, MAX_WORKERS + 1):
@@ -254,14 +261,20 @@ def _search(rates: np.ndarray, observed: np.ndarray, throttled: np.ndarray, cpu_
     return _Search(np.array([best[w][0] if w in best else np.inf for w in range(1, MAX_WORKERS + 1)]), {w: c for w, (_, c) in best.items()})
 
 
+def _latency_loss(model: ReplicaModel, rates: np.ndarray, observed: np.ndarray, throttled: np.ndarray) -> float:
+    """Relative squared error of the simulated mean latency (given the observed throttled share), after the best overhead."""
+    predicted = mean_latency(model, rates, throttled)
+    return float(np.mean(((observed - _overhead(observed, predicted) - predicted) / observed) ** 2))
+
+
 def _fit_work_cv(rates: np.ndarray, throttled: np.ndarray, cpu_per_request: float, cpu_limit: float, cfs_period_s: float,
-                 searches: dict[float, _Search]) -> Estimate:
-    """The work's variation: by the throttled share where the quota binds and the history shows throttling (each
-    variation with its own best workers and cores), else by the latency alone."""
-    by_latency = min(searches, key=lambda cv: searches[cv].loss)
+                 candidates: dict[float, tuple[int, float, float]]) -> Estimate:
+    """The work's variation among `candidates` (variation -> its workers, cores and latency loss): by the throttled
+    share where the quota binds and the history shows throttling, else by the latency."""
+    by_latency = min(candidates, key=lambda cv: candidates[cv][2])
     errors = {}
-    for cv, search in searches.items():
-        model = _model(cpu_limit, search.chosen, cpu_per_request, search.cores[search.chosen], cfs_period_s, work_cv=cv)
+    for cv, (workers, cores, _) in candidates.items():
+        model = _model(cpu_limit, workers, cpu_per_request, cores, cfs_period_s, work_cv=cv)
         if model.quota_requests is not None:
             errors[cv] = float(np.mean((predicted_throttled(model, rates) - throttled) ** 2))
     if errors and float(np.max(throttled)) >= MIN_THROTTLED:
@@ -295,17 +308,20 @@ def fit_queue(history: History, cpu_per_request: float, cpu_limit: float, cfs_pe
                         Estimate("work_cv", PRIOR_WORK_CV, "", "prior", int(rates.size), warning=why), np.zeros(0))
     peak = float(np.max(rates))
     searches = {cv: _search(rates, observed, throttled, cpu_per_request, cpu_limit, cfs_period_s, cv) for cv in WORK_CV_GRID}
-    variation = _fit_work_cv(rates, throttled, cpu_per_request, cpu_limit, cfs_period_s, searches)
-    work_cv = variation.value
-    search = searches.get(work_cv) or _search(rates, observed, throttled, cpu_per_request, cpu_limit, cfs_period_s, work_cv)
+    variation = _fit_work_cv(rates, throttled, cpu_per_request, cpu_limit, cfs_period_s,
+                             {cv: (s.chosen, s.cores[s.chosen], s.loss) for cv, s in searches.items()})
+    search = searches[variation.value]
     losses, lowest = search.losses, search.loss
     chosen, cores = search.chosen, search.cores[search.chosen]
     cores_warning = None
-    bursts = cfs_period_s > 0 and float(np.max(throttled)) >= MIN_THROTTLED  # unthrottled periods show a request's own speed
-    if (cores >= cpu_limit * 0.95 and not bursts) or cores >= CORE_GRID[-1] * 0.95:
-        cores_warning = (f"a lone request already gets the whole limit ({cpu_limit:g} cores), so its speed and the overhead outside "
-                         f"the workers trade off: {max(cores, PRIOR_CORES):.3g} cores is used")
-        cores = max(cores, PRIOR_CORES)
+    if cores >= cpu_limit * 0.95:  # how much faster than the limit a lone request could run, the history cannot tell
+        cores = max(cpu_limit, PRIOR_CORES)
+        cores_warning = (f"a lone request already gets the whole limit ({cpu_limit:.3g} cores for requests), so its speed and the "
+                         f"overhead outside the workers trade off: {cores:.3g} cores is used (at least one: a single-threaded request)")
+        variation = _fit_work_cv(rates, throttled, cpu_per_request, cpu_limit, cfs_period_s, {
+            cv: (chosen, cores, _latency_loss(_model(cpu_limit, chosen, cpu_per_request, cores, cfs_period_s, work_cv=cv), rates, observed,
+                                              throttled)) for cv in WORK_CV_GRID})
+    work_cv = variation.value
     model = _model(cpu_limit, chosen, cpu_per_request, cores, cfs_period_s, work_cv=work_cv)
     overhead = _overhead(observed, mean_latency(model, rates))
     model = _model(cpu_limit, chosen, cpu_per_request, cores, cfs_period_s, overhead, work_cv)
