@@ -251,7 +251,7 @@ def simulated_steady(scenario: Scenario, replicas: int, limit: float, rate: floa
     sim.advance(WARM_UP_S)
     sim.advance(seconds - WARM_UP_S)
     state = sim.state(name)
-    return {"mean": state.latency_mean_s, "p95": state.latency_quantile_s, "throttled": state.cpu_throttled_fraction,
+    return {"mean": sim.service(name).stats.latency_mean, "p95": state.latency_quantile_s, "throttled": state.cpu_throttled_fraction,
             "cpu": state.cpu_usage * state.replicas_ready}
 
 
