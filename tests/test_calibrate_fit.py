@@ -125,6 +125,15 @@ def test_memory_per_request_is_the_slope_on_requests_in_workers() -> None:
     flat = history(np.full(100, 5.0), cpu_per_request=cpr, cores=0.5, workers=2, limit=limit)
     _, unknown = fit_memory(flat, cpr, limit, 2, 0.5)
     assert not unknown.identified and unknown.value == 0.0
+    # the load varies but the working set does not (a server that allocates nothing per request): its noise is no slope
+    still = history(rates, cpu_per_request=cpr, cores=0.5, workers=2, limit=limit, base=300 * MI, per_request=0.0, noise=0.3)
+    still_base, none = fit_memory(still, cpr, limit, 2, 0.5)
+    assert not none.identified and none.value == 0.0 and "does not move" in none.warning
+    assert still_base.value == pytest.approx(300 * MI, rel=0.02)
+    # a slope of the size of each point's noise (about 3 MiB) is still a slope over 250 points
+    small = history(rates, cpu_per_request=cpr, cores=0.5, workers=2, limit=limit, base=300 * MI, per_request=4 * MI, noise=0.1)
+    _, some = fit_memory(small, cpr, limit, 2, 0.5)
+    assert some.identified and some.value == pytest.approx(4 * MI, rel=0.25)
 
 
 @pytest.mark.parametrize("samples, value, identified", [([20.0, 21.0, 19.0, 60.0], 20.5, True), ([12.0], 12.0, False), ([], 30.0, False)])

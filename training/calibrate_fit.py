@@ -90,6 +90,7 @@ class LineFit:
     rms: float
     max_abs: float
     used: np.ndarray  # bool mask of the points kept
+    slope_se: float = 0.0  # the slope's standard error (0: fewer than 3 points or no spread in x)
 
 
 def line_fit(x: np.ndarray, y: np.ndarray) -> LineFit:
@@ -106,7 +107,11 @@ def line_fit(x: np.ndarray, y: np.ndarray) -> LineFit:
     residual = (y - (slope * x + intercept))[used]
     spread = float(np.sum((y[used] - y[used].mean()) ** 2))
     r2 = 1.0 - float(np.sum(residual**2)) / spread if spread > 0 else 0.0
-    return LineFit(float(slope), float(intercept), r2, float(np.sqrt(np.mean(residual**2))), float(np.max(np.abs(residual))), used)
+    x_spread = float(np.sum((x[used] - x[used].mean()) ** 2))
+    n = int(used.sum())
+    slope_se = float(np.sqrt(np.sum(residual**2) / (n - 2) / x_spread)) if n > 2 and x_spread > 0 else 0.0
+    return LineFit(float(slope), float(intercept), r2, float(np.sqrt(np.mean(residual**2))), float(np.max(np.abs(residual))), used,
+                   slope_se)
 
 
 def below_limit(history: History, cpu_limit: float) -> tuple[History, int]:
@@ -396,7 +401,11 @@ def fit_memory(history: History, cpu_per_request: float, cpu_limit: float, worke
     fit = line_fit(busy, memory)
     base, per_request = fit.intercept, fit.slope
     warning = None
-    if per_request < 0:
+    if abs(per_request) < 2 * fit.slope_se:  # within noise of no slope: the history does not show memory per request
+        warning = (f"the working set does not move with the requests in workers (slope {per_request / 2**20:.3g} ± "
+                   f"{fit.slope_se / 2**20:.2g} MiB, R² {fit.r2:.2f}): memory per request is taken as 0")
+        per_request, base = 0.0, float(np.median(memory))
+    elif per_request < 0:
         warning, per_request, base = "the working set shrinks with the requests in flight: memory per request is taken as 0", 0.0, float(np.median(memory))
     line = _with_line(plot, per_request / 2**20, base / 2**20)
     return (Estimate("base_memory", base, "bytes", "intercept of working set on requests in workers (least squares)", int(fit.used.sum()),
